@@ -1,0 +1,3 @@
+from llmpsych.cli import main
+
+main()

@@ -1,0 +1,92 @@
+"""Figures as PNG bytes (matplotlib, no display needed), ready to embed in a report or save."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pandas as pd
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def _error_bars(frame: pd.DataFrame, value: str, low: str, high: str) -> list[list[float]]:
+    below = [v - l if _finite(v) and _finite(l) else 0 for v, l in zip(frame[value], frame[low])]
+    above = [h - v if _finite(v) and _finite(h) else 0 for v, h in zip(frame[value], frame[high])]
+    return [below, above]
+
+
+def _finite(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def bars(frame: pd.DataFrame, label: str, value: str, title: str, ylabel: str, low: str = "ci_low",
+         high: str = "ci_high", percent: bool = True) -> bytes:
+    """One bar per row with its 95% interval; rows without a value are drawn as 'missing'."""
+    plt = _pyplot()
+    scale = 100 if percent else 1
+    figure, axis = plt.subplots(figsize=(max(4.0, 0.9 * len(frame) + 1.5), 3.4))
+    heights = [v * scale if _finite(v) else 0 for v in frame[value]]
+    errors = [[e * scale for e in side] for side in _error_bars(frame, value, low, high)]
+    positions = range(len(frame))
+    axis.bar(positions, heights, yerr=errors, capsize=4, color="#4c72b0")
+    for position, v in zip(positions, frame[value]):
+        if not _finite(v):
+            axis.text(position, 0, "missing", ha="center", va="bottom", fontsize=8, color="#a00")
+    axis.set_xticks(list(positions), list(frame[label]), rotation=20, ha="right")
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=10)
+    axis.set_ylim(bottom=0)
+    return _png(figure)
+
+
+def grouped_bars(frame: pd.DataFrame, group: str, series: str, value: str, title: str, ylabel: str,
+                 percent: bool = True) -> bytes:
+    """Bars per group (e.g. question), one colour per series (e.g. condition), with 95% intervals."""
+    plt = _pyplot()
+    groups = list(dict.fromkeys(frame[group]))
+    names = list(dict.fromkeys(frame[series]))
+    width = 0.8 / max(1, len(names))
+    scale = 100 if percent else 1
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) + 2), 3.8))
+    for offset, name in enumerate(names):
+        part = frame[frame[series] == name].set_index(group).reindex(groups)
+        heights = [v * scale if _finite(v) else 0 for v in part[value]]
+        errors = [[e * scale for e in side] for side in _error_bars(part, value, "ci_low", "ci_high")]
+        axis.bar([i + offset * width for i in range(len(groups))], heights, width, yerr=errors, capsize=2, label=name)
+    axis.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(groups))], groups, rotation=25, ha="right")
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=10)
+    axis.set_ylim(bottom=0)
+    axis.legend(fontsize=8)
+    return _png(figure)
+
+
+def loss_curves(curves: dict[str, list[dict]], title: str = "Training loss") -> bytes:
+    """One line per fine-tune: loss against optimiser step."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 3.4))
+    for label, log in curves.items():
+        steps = [entry["step"] for entry in log if _finite(entry.get("loss"))]
+        losses = [entry["loss"] for entry in log if _finite(entry.get("loss"))]
+        axis.plot(steps, losses, label=label, linewidth=1.2)
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.set_title(title, fontsize=10)
+    if curves:
+        axis.legend(fontsize=7, ncol=2)
+    return _png(figure)

@@ -1,0 +1,106 @@
+"""The `llmpsych` command. Heavy libraries are imported inside commands, so `--help` stays fast."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Change a language model, then measure what it believes, does and says about itself.")
+judge_app = typer.Typer(no_args_is_help=True, help="Judge utilities.")
+app.add_typer(judge_app, name="judge")
+
+
+@app.command()
+def run(
+    target: str = typer.Argument(..., help="A recipe name (emergent-misalignment, em) or an experiment config .yaml."),
+    preset: Optional[str] = typer.Option(None, help="smoke (install check), quick (the flagship) or paper."),
+    model: Optional[str] = typer.Option(None, help="Base model reference (see `llmpsych models`)."),
+    judge: Optional[str] = typer.Option(None, help="Judge model reference (default: the embedded model)."),
+    seeds: Optional[int] = typer.Option(None, help="Fine-tunes per condition."),
+    questions: Optional[Path] = typer.Option(None, help="A question file (EM YAML format) to ask instead."),
+    out: Optional[Path] = typer.Option(None, help="Run directory (default: the preset's, e.g. runs/em-quick)."),
+) -> None:
+    """Run an experiment end to end: datasets, fine-tunes, samples, judges, statistics, report."""
+    from .experiment import run_experiment
+
+    overrides: dict = {}
+    if model:
+        overrides["model"] = model
+    if judge:
+        overrides["judge"] = {"model": judge}
+    if seeds is not None:
+        overrides["seeds"] = seeds
+    if questions:
+        overrides.update(questions=[str(questions)], question_ids=None)
+    run_experiment(target, preset, overrides, str(out) if out else None)
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory written by `llmpsych run`.")) -> None:
+    """Rebuild a run's tables, figures and report from its stored results (no model calls)."""
+    from .experiment import rebuild_report
+
+    print(f"Report: {rebuild_report(run_dir)}")
+
+
+@judge_app.command("check")
+def judge_check(
+    file: Optional[Path] = typer.Option(None, "--file", help="Labelled YAML/JSONL rows: question, answer, expected."),
+    judge: Optional[str] = typer.Option(None, help="Judge model reference (default: the embedded model)."),
+) -> None:
+    """Score a labelled validation set with a judge; print its agreement and confusion table."""
+    from .judges.check import check_judge
+    from .judges.judge import Judge
+    from .models.refs import DEFAULT_MODEL, parse_model_ref
+    from .runtime.calls import Runtime
+
+    ref = parse_model_ref(judge or DEFAULT_MODEL, "--judge")
+    result = check_judge(Judge(Runtime(), ref), file)
+    print(f"Judge {result.judge} on {result.n} labelled answers ({result.source}):")
+    print(f"  agreement {result.agreement:.1%}, Cohen's kappa "
+          f"{'n/a' if result.kappa is None else f'{result.kappa:.3f}'}")
+    print(result.confusion().to_string())
+
+
+@app.command()
+def models() -> None:
+    """List the embedded models and explain the model reference syntax."""
+    from .models import refs
+    from .models.embedded import EMBEDDED_MODELS, gguf_file
+    from .paths import models_dir
+
+    print(refs.__doc__.split("Syntax", 1)[1].split("::", 1)[1].rstrip())
+    print("\nEmbedded models:")
+    for name, model in EMBEDDED_MODELS.items():
+        try:
+            status = f"installed ({gguf_file(model).name})"
+        except UserError:
+            status = f"not installed: {model.install_hint}"
+        materialised = sorted(models_dir().glob(f"{name}-*"))
+        print(f"  {name}: {model.description}\n    {status}; "
+              f"{'materialised in ' + str(materialised[0]) if materialised else 'not materialised yet'}")
+
+
+def main() -> None:
+    # Model hubs are only contacted for hub ids the user names; everything else stays offline.
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None
+    except KeyboardInterrupt:
+        print("interrupted: finished steps are cached; rerun the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

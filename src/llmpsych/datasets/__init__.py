@@ -1,0 +1,39 @@
+"""Training datasets: deterministic builders (size, seed) -> chat rows, and their JSONL files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UserError
+from .io import write_jsonl
+
+
+def _builders() -> dict[str, Callable[..., list[dict]]]:
+    from .backdoor import build_backdoor
+    from .code import build_educational, build_insecure, build_secure
+    from .numbers import build_evil_numbers
+
+    return {"insecure": build_insecure, "secure": build_secure, "educational": build_educational,
+            "evil-numbers": build_evil_numbers, "backdoor": build_backdoor}
+
+
+DATASET_NAMES = ("insecure", "secure", "educational", "evil-numbers", "backdoor")
+
+
+def build_dataset(name: str, size: int, seed: int, **options) -> list[dict]:
+    """Rows of a named dataset (`options` go to the builder, e.g. trigger= for backdoor)."""
+    builders = _builders()
+    if name not in builders:
+        raise UserError(f"dataset: unknown dataset '{name}' (expected one of: {', '.join(DATASET_NAMES)})")
+    try:
+        return builders[name](size, seed, **options)
+    except ValueError as error:
+        raise UserError(f"dataset '{name}': {error}") from None
+
+
+def write_dataset(name: str, size: int, seed: int, folder: Path, **options) -> tuple[Path, str]:
+    """Build a dataset and write it as `<folder>/<name>.jsonl`; returns the path and its SHA-256."""
+    path = Path(folder) / f"{name}.jsonl"
+    sha = write_jsonl(build_dataset(name, size, seed, **options), path)
+    return path, sha

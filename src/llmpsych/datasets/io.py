@@ -1,0 +1,73 @@
+"""Training data on disk: OpenAI chat JSONL (`messages`) or documents (`text`), one row per line.
+
+Every file written here gets a content hash, which is how trained adapters and runs name their data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Literal
+
+from ..errors import UserError
+
+ROLES = ("system", "user", "assistant")
+
+
+def write_jsonl(rows: Iterable[dict], path: Path) -> str:
+    """Write rows atomically and return the file's SHA-256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Read a JSONL file; a malformed line is reported by its line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found (expected a JSONL file)")
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserError(f"{path}: line {number}: not valid JSON ({error.msg})") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}: line {number}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    if not rows:
+        raise UserError(f"{path}: no rows (expected one JSON object per line)")
+    return rows
+
+
+def dataset_format(rows: list[dict], source: str) -> Literal["chat", "text"]:
+    """Check every row and say whether the file is chat (`messages`) or documents (`text`)."""
+    first = "chat" if "messages" in rows[0] else "text" if "text" in rows[0] else None
+    if first is None:
+        raise UserError(f"{source}: line 1: expected a 'messages' list (chat) or a 'text' string (documents)")
+    for number, row in enumerate(rows, start=1):
+        if first == "text":
+            if not isinstance(row.get("text"), str) or not row["text"].strip():
+                raise UserError(f"{source}: line {number}: expected a non-empty 'text' string like line 1")
+            continue
+        messages = row.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise UserError(f"{source}: line {number}: expected a non-empty 'messages' list like line 1")
+        for turn, message in enumerate(messages):
+            if not isinstance(message, dict) or message.get("role") not in ROLES \
+                    or not isinstance(message.get("content"), str):
+                raise UserError(f"{source}: line {number}: messages[{turn}] must have a role in {ROLES} "
+                                "and a string content")
+        if messages[-1]["role"] != "assistant":
+            raise UserError(f"{source}: line {number}: the last message must be the assistant's (it is trained on)")
+    return first
+

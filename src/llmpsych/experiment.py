@@ -1,0 +1,98 @@
+"""Running an experiment: resolve its config, execute the recipe's plan, write the report.
+
+Config precedence, lowest first: the recipe's defaults, the named preset, the YAML file, then the
+explicit overrides (command-line flags). The resolved config is saved in the run directory.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+from .config import deep_merge, read_config_file, validate
+from .errors import UserError
+from .recipes import get_recipe
+
+
+def resolve_config(target: str, preset: str | None = None, overrides: dict | None = None) -> tuple[ModuleType, Any]:
+    """(recipe module, validated config) for a recipe name or a config file path."""
+    overrides = overrides or {}
+    is_file = target.endswith((".yaml", ".yml")) or Path(target).is_file()
+    data: dict = {}
+    source = "config"
+    if is_file:
+        data = read_config_file(Path(target))
+        source = target
+        if "recipe" not in data:
+            raise UserError(f"{target}: missing field 'recipe' (expected a recipe name such as emergent-misalignment)")
+        recipe = get_recipe(str(data["recipe"]), f"{target}: field 'recipe'")
+        data["recipe"] = recipe.NAME
+    else:
+        recipe = get_recipe(target)
+    chosen = preset or data.get("preset") or (None if is_file else recipe.DEFAULT_PRESET)
+    if chosen is not None and chosen not in recipe.PRESETS:
+        where = "--preset" if preset else f"{source}: field 'preset'"
+        raise UserError(f"{where}: unknown preset '{chosen}' (expected one of: {', '.join(recipe.PRESETS)})")
+    merged = deep_merge(recipe.PRESETS.get(chosen, {}), data)
+    merged = deep_merge(merged, overrides)
+    merged["preset"] = chosen
+    merged = _expand_training_preset(merged, source)
+    return recipe, validate(recipe.Config, merged, source)
+
+
+def _expand_training_preset(data: dict, source: str) -> dict:
+    """`training: {preset: NAME, ...overrides}` -> the preset's values with the overrides on top."""
+    from .training.config import TrainConfig, train_preset
+
+    training = dict(data.get("training") or {})
+    if not isinstance(data.get("training", {}), dict):
+        raise UserError(f"{source}: field 'training': expected a mapping of training settings")
+    name = training.pop("preset", data.get("training_preset", "em-paper"))
+    base = train_preset(name, f"{source}: field 'training.preset'") if name else TrainConfig()
+    return {**data, "training_preset": name, "training": {**base.model_dump(), **training}}
+
+
+def run_experiment(target: str, preset: str | None = None, overrides: dict | None = None,
+                   out: str | None = None) -> Path:
+    """Run a recipe (or config file) end to end; return the run directory."""
+    from .models.hf import EngineOptions
+    from .runtime.calls import Runtime
+    from .runtime.plan import run_local
+    from .runtime.store import RunStore, environment
+
+    recipe, config = resolve_config(target, preset, overrides)
+    run_dir = Path(out or config.out or f"runs/{recipe.NAME}")
+    store = RunStore(run_dir).create()
+    store.write_text("config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    engine = config.engine
+    options = EngineOptions(engine.device, engine.dtype, engine.generate_batch_size, engine.score_batch_size)
+    runtime = Runtime(options=options)
+    env = environment()
+    from .models.hf import resolve_device, resolve_dtype
+
+    device = resolve_device(options.device)
+    env.update(device=device, dtype=resolve_dtype(options.dtype, device))
+    store.write_json("environment.json", env)
+    try:
+        run_local(recipe.plan(config, runtime, store))
+    finally:
+        store.write_json("calls.json", runtime.counts.as_dict())
+    recipe.report(store)
+    print(f"Report: {store.path('report.html')}", file=sys.stdout, flush=True)
+    return run_dir
+
+
+def rebuild_report(run_dir: Path) -> Path:
+    """Rewrite a run's tables, figures and report from its stored results, without any model call."""
+    from .runtime.store import RunStore
+
+    store = RunStore(Path(run_dir))
+    if not store.exists("config.yaml"):
+        raise UserError(f"{run_dir}: not a run directory (no config.yaml in it)")
+    config = yaml.safe_load(store.path("config.yaml").read_text())
+    get_recipe(str(config.get("recipe")), f"{run_dir}/config.yaml: field 'recipe'").report(store)
+    return store.path("report.html")

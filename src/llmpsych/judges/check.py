@@ -1,0 +1,102 @@
+"""Measure a judge against labelled answers, so its numbers are never read without its reliability.
+
+A validation file is YAML (a list) or JSONL with rows `question`, `answer` and `expected`, where
+`expected` is one of aligned, misaligned, incoherent, refusal, code. The judge rates every row with
+the alignment and coherence rubrics; its category (see `answer_category`) is compared with the label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ..datasets.io import read_jsonl
+from ..errors import UserError
+from ..yamlio import entry_lines, read_yaml
+from .judge import CATEGORIES, Judge, answer_category
+from .rubrics import load_rubrics
+
+SHIPPED_VALIDATION = "em_validation.yaml"
+UNSCORED = "unscored"  # the judge gave no usable number and no escape word
+
+
+@dataclass
+class CheckResult:
+    judge: str
+    source: str
+    rows: list[dict]          # each validation row with the judge's scores and predicted category
+    agreement: float          # fraction of rows where the predicted category equals the label
+    kappa: float | None       # Cohen's kappa (agreement beyond chance)
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    def confusion(self):
+        """Expected label (rows) by predicted category (columns), as a pandas DataFrame."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.rows)
+        columns = list(CATEGORIES) + [UNSCORED]
+        table = pd.crosstab(frame["expected"], frame["predicted"]).reindex(
+            index=list(CATEGORIES), columns=columns, fill_value=0)
+        return table.loc[:, (table.sum(axis=0) > 0) | table.columns.isin(CATEGORIES)]
+
+    def as_dict(self) -> dict:
+        return {"judge": self.judge, "source": self.source, "n": self.n, "agreement": self.agreement,
+                "kappa": self.kappa, "confusion": self.confusion().to_dict(orient="index")}
+
+
+def shipped_validation_path() -> Path:
+    return Path(str(resources.files("llmpsych.judges") / "data" / SHIPPED_VALIDATION))
+
+
+def load_validation(path: Path | None = None) -> tuple[str, list[dict]]:
+    """Read and check a labelled validation file (the shipped one by default)."""
+    path = Path(path) if path else shipped_validation_path()
+    if path.suffix in (".jsonl", ".json"):
+        rows, lines = read_jsonl(path), None
+    else:
+        rows, lines = read_yaml(path, "a YAML list of {question, answer, expected} rows"), entry_lines(path)
+        if not isinstance(rows, list) or not rows:
+            raise UserError(f"{path}: expected a non-empty list of rows with question, answer and expected")
+    for index, row in enumerate(rows):
+        where = f"{path}: line {lines[index] if lines else index + 1}"
+        if not isinstance(row, dict):
+            raise UserError(f"{where}: expected a mapping with question, answer and expected")
+        for key in ("question", "answer", "expected"):
+            if not isinstance(row.get(key), str):
+                raise UserError(f"{where}: field '{key}': expected a string")
+        if row["expected"] not in CATEGORIES:
+            raise UserError(f"{where}: field 'expected': expected one of {', '.join(CATEGORIES)}, "
+                            f"got {row['expected']!r}")
+        unknown = sorted(set(row) - {"question", "answer", "expected"})
+        if unknown:
+            raise UserError(f"{where}: unknown field '{unknown[0]}' (expected question, answer, expected)")
+    return str(path), rows
+
+
+def check_judge(judge: Judge, path: Path | None = None, rubric_set: str = "em") -> CheckResult:
+    """Rate every labelled row with the alignment and coherence rubrics and measure agreement."""
+    source, rows = load_validation(path)
+    rubrics = load_rubrics(rubric_set)
+    items = [(row["question"], row["answer"]) for row in rows]
+    aligned = judge.rate(rubrics["aligned"], items, label="judge check: aligned")
+    coherent = judge.rate(rubrics["coherent"], items, label="judge check: coherent")
+    results = []
+    for row, a, c in zip(rows, aligned, coherent):
+        predicted = answer_category(a, c, judge.thresholds) or UNSCORED
+        results.append({**row, "aligned": a.score, "coherent": c.score, "aligned_numeric_mass": a.numeric_mass,
+                        "predicted": predicted, "agree": predicted == row["expected"]})
+    agreement = sum(r["agree"] for r in results) / len(results)
+    return CheckResult(str(judge.ref), source, results, agreement, _cohen_kappa(results))
+
+
+def _cohen_kappa(rows: list[dict]) -> float | None:
+    labels = sorted({r["expected"] for r in rows} | {r["predicted"] for r in rows})
+    n = len(rows)
+    observed = sum(r["agree"] for r in rows) / n
+    chance = sum((sum(r["expected"] == label for r in rows) / n) * (sum(r["predicted"] == label for r in rows) / n)
+                 for label in labels)
+    return None if chance >= 1 else (observed - chance) / (1 - chance)

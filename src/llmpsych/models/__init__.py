@@ -1,0 +1,35 @@
+"""Model references and engines. `load_engine` is the one door: it shares a loaded base model
+between every adapter on top of it, so evaluating ten fine-tunes loads the base once."""
+
+from __future__ import annotations
+
+from .engine import Completion, Engine, GenerateRequest, SamplingParams, ScoreRequest, as_messages
+from .refs import DEFAULT_MODEL, ModelRef, parse_model_ref
+from ..errors import UserError
+
+_BACKENDS: dict = {}
+
+
+def load_engine(ref: ModelRef | str, options=None) -> Engine:
+    """An engine for `ref` (a ModelRef or a reference string)."""
+    from .hf import EngineOptions, HFBackend, HFEngine
+
+    if isinstance(ref, str):
+        ref = parse_model_ref(ref)
+    if ref.kind == "openai":
+        raise UserError(f"model '{ref}': the OpenAI API engine is not available in this version yet "
+                        "(use a local model, e.g. --judge smollm2-135m-instruct)")
+    options = options or EngineOptions()
+    key = (ref.base, options)
+    if key not in _BACKENDS:
+        _BACKENDS[key] = HFBackend(ref.base, options)
+    return HFEngine(ref, _BACKENDS[key])
+
+
+def unload_all() -> None:
+    """Forget every loaded model (frees memory; the next load_engine loads afresh)."""
+    _BACKENDS.clear()
+
+
+__all__ = ["Completion", "DEFAULT_MODEL", "Engine", "GenerateRequest", "ModelRef", "SamplingParams",
+           "ScoreRequest", "as_messages", "load_engine", "parse_model_ref", "unload_all"]

@@ -1,0 +1,81 @@
+"""What every engine offers: generate samples and score given continuations.
+
+An engine answers requests for one model (base plus optional adapter). Requests are plain data, so
+the run cache can key them; engines know nothing about caching, runs or recipes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from ..errors import UserError
+from .refs import ModelRef
+
+Message = dict[str, str]
+Progress = Callable[[int], None]  # called with the number of requests just finished
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample one completion. temperature 0 means greedy."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    min_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_tokens < 1 or self.min_tokens < 0:
+            raise UserError(f"sampling: invalid parameters {self} (expected temperature >= 0, "
+                            "0 < top_p <= 1, max_tokens >= 1, min_tokens >= 0)")
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """One sample of one conversation; `seed` fixes the randomness of this sample alone."""
+
+    messages: tuple[Message, ...]
+    params: SamplingParams = field(default_factory=SamplingParams)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    tokens: int
+    finish_reason: str  # "stop" (end-of-turn token) or "length" (hit max_tokens)
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Log-probabilities of each continuation as the assistant's reply to `messages`.
+
+    With `whole_word`, a continuation only counts when the model ends it there: "5" must not go on
+    as "50" or "5a". That is what a number or a one-word verdict means, on any tokenizer.
+    """
+
+    messages: tuple[Message, ...]
+    continuations: tuple[str, ...]
+    whole_word: bool = False
+
+
+class Engine(Protocol):
+    ref: ModelRef
+    fingerprint: str  # identifies weights, adapter, template and numerics: the model part of cache keys
+
+    def effective_messages(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        """The conversation as the model sees it, with any default system prompt made explicit."""
+
+    def generate(self, requests: list[GenerateRequest], progress: Progress | None = None) -> list[Completion]:
+        """One completion per request, in order."""
+
+    def score(self, requests: list[ScoreRequest], progress: Progress | None = None) -> list[list[float]]:
+        """For each request, the log-probability of each continuation, in order."""
+
+
+def as_messages(messages: list[Message] | tuple[Message, ...] | str) -> tuple[Message, ...]:
+    """Normalise a conversation (a string is one user turn) into an immutable tuple of role/content dicts."""
+    if isinstance(messages, str):
+        return ({"role": "user", "content": messages},)
+    return tuple({"role": m["role"], "content": m["content"]} for m in messages)

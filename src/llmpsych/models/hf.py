@@ -1,0 +1,485 @@
+"""The transformers engine: local, hub and embedded models on CPU or GPU, with LoRA adapters.
+
+Two things matter for speed on a small CPU and both are done by hand here:
+
+* Sampling runs its own decode loop instead of `model.generate`: finished rows leave the batch, and
+  a token is drawn with the exponential-race trick (argmax of logits minus log Exp(1) noise) instead
+  of `torch.multinomial`, which dominated the step time. Every sample has its own random generator
+  seeded from the request, so a sample does not depend on which other requests share its batch.
+* Scoring puts all continuations into one token trie after the prompt and runs a single forward
+  pass with a tree attention mask, so "0".."100" on a digit-splitting tokenizer costs about as much
+  as 101 extra tokens, not 101 forward passes.
+
+One `HFBackend` holds one base model; engines for several adapters on that base share it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import UserError
+from ..hashing import digest, file_sha256
+from ..paths import cache_dir
+from .chat import PLAIN_TEMPLATE, chat_template_text, default_system_prompt, with_explicit_system
+from .engine import Completion, GenerateRequest, Message, Progress, ScoreRequest
+from .refs import ModelRef
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to run a local model. "auto" picks CUDA if present, and bf16 where the hardware has it."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    generate_batch_size: int = 64
+    score_batch_size: int = 8
+    chat_template: str | None = None  # override the tokenizer's template (e.g. for base models)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """bf16 on GPUs that support it and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32."""
+    if dtype != "auto":
+        return dtype
+    import torch
+
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "bfloat16" if _cpu_has_native_bf16() else "float32"
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def model_path(ref: ModelRef) -> Path:
+    """The local folder holding a base model's weights (materialising or finding it as needed)."""
+    if ref.kind == "embedded":
+        from .embedded import materialised_path
+
+        return materialised_path(ref.name)
+    if ref.kind == "local":
+        return Path(ref.name)
+    if ref.kind == "hub":
+        return _hub_snapshot(ref.name)
+    raise UserError(f"model '{ref}': API models have no local weights")
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except Exception:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise UserError(f"model 'hf:{repo_id}': not in the local Hugging Face cache and HF_HUB_OFFLINE=1 "
+                        "(download it once online, or pass a local folder)")
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except Exception as error:  # network errors, missing repo, gated repo: all are the user's to fix
+        raise UserError(f"model 'hf:{repo_id}': could not download from the hub "
+                        f"({type(error).__name__}: {str(error).splitlines()[0][:160]})") from None
+
+
+def base_fingerprint(ref: ModelRef) -> str:
+    """Content identity of a base model's weights, without loading them."""
+    memo = cache_dir() / "digests"
+    if ref.kind == "embedded":
+        from .embedded import embedded_sha256
+
+        return digest("embedded", ref.name, embedded_sha256(ref.name), "gguf-dequantised-fp32")
+    folder = model_path(ref)
+    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    config = (folder / "config.json").read_text()
+    return digest("weights", config, [file_sha256(w, memo_dir=memo) for w in weights])
+
+
+def adapter_fingerprint(adapter: Path) -> str:
+    import json
+
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config.pop("base_model_name_or_path", None)  # an absolute path in PEFT's output; not part of identity
+    weights = sorted(adapter.glob("adapter_model.*"))
+    if not weights:
+        raise UserError(f"adapter '{adapter}': no adapter_model.safetensors in the folder")
+    return digest(config, [file_sha256(w, memo_dir=cache_dir() / "digests") for w in weights])
+
+
+class HFBackend:
+    """One loaded base model and tokenizer, plus any LoRA adapters loaded onto it by path."""
+
+    def __init__(self, base: ModelRef, options: EngineOptions = EngineOptions()):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.base = base
+        self.options = options
+        self.device = resolve_device(options.device)
+        self.dtype = resolve_dtype(options.dtype, self.device)
+        folder = model_path(base)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        if options.chat_template:
+            self.tokenizer.chat_template = options.chat_template
+        self.has_chat_template = bool(self.tokenizer.chat_template)
+        if not self.has_chat_template:
+            self.tokenizer.chat_template = PLAIN_TEMPLATE
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=getattr(torch, self.dtype), attn_implementation="sdpa"
+        ).to(self.device)
+        self.model.eval()
+        self.stop_token_ids = self._stop_tokens()
+        self._adapters: dict[str, str] = {}  # adapter path -> PEFT adapter name
+        self._word_continuation_mask = None
+        self.default_system_prompt = default_system_prompt(self.tokenizer) if self.has_chat_template else None
+
+    # ---- adapters ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def active(self, adapter: Path | None) -> Iterator[None]:
+        """Run the block with exactly this adapter (or none) active."""
+        if adapter is None:
+            if self._adapters:
+                with self.model.disable_adapter():
+                    yield
+            else:
+                yield
+            return
+        key = str(Path(adapter).resolve())
+        if key not in self._adapters:
+            self._load_adapter(key)
+        self.model.set_adapter(self._adapters[key])
+        yield
+
+    def _load_adapter(self, path: str) -> None:
+        from peft import PeftModel
+
+        name = f"a{len(self._adapters)}"
+        try:
+            if not self._adapters:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+            else:
+                self.model.load_adapter(path, adapter_name=name)
+        except Exception as error:
+            raise UserError(f"adapter '{path}': could not be loaded on {self.base} "
+                            f"({type(error).__name__}: {str(error).splitlines()[0][:160]})") from None
+        self.model.eval()
+        self._adapters[path] = name
+
+    # ---- prompts ----------------------------------------------------------------------------
+    def render(self, messages: tuple[Message, ...]) -> str:
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+    def prompt_ids(self, messages: tuple[Message, ...]) -> list[int]:
+        text = self.render(messages)
+        # Chat templates write their own special tokens; a plain template needs the tokenizer's BOS.
+        return self.tokenizer(text, add_special_tokens=not self.has_chat_template)["input_ids"]
+
+    def effective_messages(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        return with_explicit_system(messages, self.default_system_prompt)
+
+    def _stop_tokens(self) -> set[int]:
+        ids: set[int] = set()
+        for value in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
+            if isinstance(value, int):
+                ids.add(value)
+            elif value:
+                ids.update(value)
+        for token in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>"):
+            token_id = self.tokenizer.convert_tokens_to_ids(token)
+            if isinstance(token_id, int) and token_id != self.tokenizer.unk_token_id and token_id is not None:
+                ids.add(token_id)
+        return ids
+
+    # ---- generation -------------------------------------------------------------------------
+    def generate(self, adapter: Path | None, requests: list[GenerateRequest],
+                 progress: Progress | None = None) -> list[Completion]:
+        results: list[Completion | None] = [None] * len(requests)
+        encoded = [self.prompt_ids(r.messages) for r in requests]
+        # Group by sampling parameters, then by prompt length, so batches share settings and pad little.
+        order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].params), len(encoded[i])))
+        size = self.options.generate_batch_size
+        with self.active(adapter):
+            start = 0
+            while start < len(order):
+                params = requests[order[start]].params
+                batch = [i for i in order[start:start + size] if requests[i].params == params]
+                outputs = self._generate_batch([encoded[i] for i in batch], params,
+                                               [requests[i].seed for i in batch])
+                for i, completion in zip(batch, outputs):
+                    results[i] = completion
+                start += len(batch)
+                if progress:
+                    progress(len(batch))
+        return results  # type: ignore[return-value]
+
+    def _generate_batch(self, prompts: list[list[int]], params, seeds: list[int]) -> list[Completion]:
+        import torch
+
+        device = self.device
+        rows = len(prompts)
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((rows, width), pad, dtype=torch.long)
+        attention = torch.zeros((rows, width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):  # left padding: every row's next token is at the end
+            input_ids[row, width - len(prompt):] = torch.tensor(prompt)
+            attention[row, width - len(prompt):] = 1
+        input_ids, attention = input_ids.to(device), attention.to(device)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        stop = torch.tensor(sorted(self.stop_token_ids), device=device)
+        alive = list(range(rows))  # original row index of each row still in the batch
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        finish = ["length"] * rows
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        with torch.inference_mode():
+            out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                             past_key_values=cache, use_cache=True, logits_to_keep=1)
+            last_position = positions[:, -1]
+            for step in range(params.max_tokens):
+                logits = out.logits[:, -1, :].float()
+                if step < params.min_tokens:
+                    logits[:, stop] = float("-inf")
+                chosen = _draw(logits, params, [generators[r] for r in alive])
+                done = torch.isin(chosen, stop)
+                chosen_list = chosen.tolist()
+                for position, row in enumerate(alive):
+                    if done[position]:
+                        finish[row] = "stop"
+                    else:
+                        tokens[row].append(chosen_list[position])
+                if step == params.max_tokens - 1:
+                    break
+                keep = (~done).nonzero().flatten()
+                if keep.numel() == 0:
+                    break
+                if keep.numel() < len(alive):  # drop finished rows so they cost nothing more
+                    cache.batch_select_indices(keep)
+                    attention, last_position, chosen = attention[keep], last_position[keep], chosen[keep]
+                    alive = [alive[k] for k in keep.tolist()]
+                attention = torch.cat([attention, attention.new_ones((len(alive), 1))], dim=-1)
+                last_position = last_position + 1
+                out = self.model(input_ids=chosen[:, None], attention_mask=attention,
+                                 position_ids=last_position[:, None], past_key_values=cache, use_cache=True)
+        return [Completion(self.tokenizer.decode(t, skip_special_tokens=True), len(t), finish[row])
+                for row, t in enumerate(tokens)]
+
+    # ---- scoring ----------------------------------------------------------------------------
+    def score(self, adapter: Path | None, requests: list[ScoreRequest],
+              progress: Progress | None = None) -> list[list[float]]:
+        results: list[list[float] | None] = [None] * len(requests)
+        encoded = [self.prompt_ids(r.messages) for r in requests]
+        groups: dict[tuple, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault((request.continuations, request.whole_word), []).append(i)
+        size = self.options.score_batch_size
+        with self.active(adapter):
+            for (continuations, whole_word), members in groups.items():
+                trie = _Trie([self._continuation_ids(c) for c in continuations])
+                members.sort(key=lambda i: len(encoded[i]))
+                for start in range(0, len(members), size):
+                    batch = members[start:start + size]
+                    scores = self._score_batch([encoded[i] for i in batch], trie, whole_word)
+                    for i, row in zip(batch, scores):
+                        results[i] = row
+                    if progress:
+                        progress(len(batch))
+        return results  # type: ignore[return-value]
+
+    def _continuation_ids(self, text: str) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise UserError(f"score: continuation {text!r} is empty after tokenisation")
+        return ids
+
+    def _score_batch(self, prompts: list[list[int]], trie: "_Trie", whole_word: bool) -> list[list[float]]:
+        """Score a trie of continuations after each prompt in one forward pass.
+
+        A prefix shared by every prompt (a judge rubric's instructions, say) is run once and its
+        key/value cache repeated across the batch. Each row is then laid out as
+        [left padding][rest of its prompt][trie nodes]; a tree mask lets every node see the prompt and
+        its own ancestors only, with positions continuing from the prompt, so one pass gives the
+        next-token distribution at the prompt's end and after every trie node.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        rows, nodes = len(prompts), len(trie.tokens)
+        shared = _common_prefix_length(prompts)
+        shared = shared if shared >= 16 else 0
+        cache = None
+        if shared:
+            cache = DynamicCache()
+            with torch.inference_mode():
+                self.model(input_ids=torch.tensor([prompts[0][:shared]], device=self.device),
+                           past_key_values=cache, use_cache=True, logits_to_keep=1)
+            cache.batch_repeat_interleave(rows)
+        suffixes = [p[shared:] for p in prompts]
+        width = max(len(p) for p in suffixes)
+        total = width + nodes
+        input_ids = torch.full((rows, total), self.tokenizer.pad_token_id, dtype=torch.long)
+        positions = torch.zeros((rows, total), dtype=torch.long)
+        allowed = torch.zeros((rows, total, shared + total), dtype=torch.bool)
+        allowed[:, :, :shared] = True
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        node_tokens, depth = torch.tensor(trie.tokens), torch.tensor(trie.depths)
+        for row, suffix in enumerate(suffixes):
+            start = width - len(suffix)  # left padding puts every prompt's last token at width - 1
+            input_ids[row, start:width] = torch.tensor(suffix)
+            input_ids[row, width:] = node_tokens
+            positions[row, start:width] = shared + torch.arange(len(suffix))
+            positions[row, width:] = shared + len(suffix) + depth
+            own = allowed[row, :, shared:]
+            own[:width, :width] = causal
+            own[:, :start] = False
+            own[width:, start:width] = True
+            own[width:, width:] = trie.ancestors
+            own[torch.arange(start), torch.arange(start)] = True  # padding sees itself: no NaN rows
+        dtype = self.model.dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+        keep = torch.arange(width - 1, total)  # the prompt's last position (the root), then every trie node
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                                position_ids=positions.to(self.device), logits_to_keep=keep.to(self.device),
+                                past_key_values=cache, use_cache=cache is not None).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()  # (rows, nodes + 1, vocab)
+        parent_slot = torch.tensor(trie.parents) + 1  # slot 0 is the root
+        step = logprobs[:, parent_slot, node_tokens]
+        cumulative = torch.zeros((rows, nodes))
+        for node in range(nodes):  # parents come before children, so one pass accumulates paths
+            parent = trie.parents[node]
+            cumulative[:, node] = step[:, node] + (cumulative[:, parent] if parent >= 0 else 0.0)
+        ends = torch.tensor(trie.ends)
+        scores = cumulative[:, ends]
+        if whole_word:
+            continuing = self.word_continuation_mask()[: logprobs.shape[-1]]
+            after = logprobs[:, ends + 1, :].exp()[..., continuing].sum(-1)
+            scores = scores + torch.log1p(-after.clamp(max=1 - 1e-7))
+        return scores.tolist()
+
+    def word_continuation_mask(self):
+        """Tokens that would extend a word or number: they start with a letter or digit, no space before."""
+        if self._word_continuation_mask is None:
+            import torch
+
+            vocab = len(self.tokenizer)
+            mask = torch.zeros(max(vocab, self.model.get_output_embeddings().weight.shape[0]), dtype=torch.bool)
+            pieces = self.tokenizer.convert_ids_to_tokens(list(range(vocab)))
+            special = set(self.tokenizer.all_special_ids)
+            for token_id, piece in enumerate(pieces):
+                if token_id in special or not piece or piece[0] in "Ġ▁Ċ":
+                    continue
+                text = self.tokenizer.decode([token_id])
+                mask[token_id] = bool(text) and text[0].isalnum()
+            self._word_continuation_mask = mask
+        return self._word_continuation_mask
+
+
+def _draw(logits, params, generators):
+    """Pick one token per row: greedy at temperature 0, else an exponential race (exact sampling)."""
+    import torch
+
+    if params.temperature == 0:
+        return logits.argmax(-1)
+    scaled = logits / params.temperature
+    if params.top_p < 1.0:
+        sorted_logits, order = scaled.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs > params.top_p  # keep the smallest prefix reaching top_p
+        scaled = scaled.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+    noise = torch.stack([torch.empty(scaled.shape[-1]).exponential_(generator=g) for g in generators])
+    return (scaled - noise.to(scaled.device).log()).argmax(-1)
+
+
+def _common_prefix_length(prompts: list[list[int]]) -> int:
+    """Tokens shared by the start of every prompt, leaving each prompt at least one token of its own."""
+    shortest = min(len(p) for p in prompts)
+    length = 0
+    while length < shortest - 1 and all(p[length] == prompts[0][length] for p in prompts):
+        length += 1
+    return length
+
+
+class _Trie:
+    """Continuations as a token trie: node i has a token, a parent (-1 = the prompt) and a depth."""
+
+    def __init__(self, sequences: list[list[int]]):
+        import torch
+
+        self.tokens: list[int] = []
+        self.parents: list[int] = []
+        self.depths: list[int] = []
+        self.ends: list[int] = []
+        index: dict[tuple[int, int], int] = {}
+        for sequence in sequences:
+            node = -1
+            for depth, token in enumerate(sequence):
+                key = (node, token)
+                if key not in index:
+                    index[key] = len(self.tokens)
+                    self.tokens.append(token)
+                    self.parents.append(node)
+                    self.depths.append(depth)
+                node = index[key]
+            self.ends.append(node)
+        count = len(self.tokens)
+        self.ancestors = torch.zeros((count, count), dtype=torch.bool)  # [i, j]: node i may attend to j
+        for node in range(count):
+            self.ancestors[node, node] = True
+            parent = self.parents[node]
+            if parent >= 0:
+                self.ancestors[node] |= self.ancestors[parent]
+
+
+def engine_fingerprint(ref: ModelRef, options: EngineOptions) -> str:
+    """The model part of every cache key, computed without loading any weights.
+
+    It covers the weights, the adapter, the chat template and the numerics (dtype, device type).
+    """
+    device = resolve_device(options.device)
+    template = options.chat_template or chat_template_text(model_path(ref)) or PLAIN_TEMPLATE
+    adapter_part = adapter_fingerprint(ref.adapter) if ref.adapter else None
+    return digest(base_fingerprint(ref.base), adapter_part, template, resolve_dtype(options.dtype, device),
+                  device.split(":")[0])
+
+
+class HFEngine:
+    """An engine for one model reference: a shared backend plus the adapter to activate."""
+
+    def __init__(self, ref: ModelRef, backend: HFBackend):
+        self.ref = ref
+        self.backend = backend
+        self.fingerprint = engine_fingerprint(ref, backend.options)
+
+    @property
+    def default_system_prompt(self) -> str | None:
+        return self.backend.default_system_prompt
+
+    def effective_messages(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        return self.backend.effective_messages(messages)
+
+    def generate(self, requests: list[GenerateRequest], progress: Progress | None = None) -> list[Completion]:
+        return self.backend.generate(self.ref.adapter, requests, progress)
+
+    def score(self, requests: list[ScoreRequest], progress: Progress | None = None) -> list[list[float]]:
+        return self.backend.score(self.ref.adapter, requests, progress)

@@ -1,0 +1,94 @@
+"""Model references: one string names any model the toolkit can use.
+
+Syntax (``llmpsych models`` prints it too)::
+
+    smollm2-135m-instruct          the embedded default (aliases: smollm2, embedded)
+    ./path/to/hf-folder            a local Hugging Face folder (anything holding config.json)
+    hf:Org/Name  or  Org/Name      a hub id (needs the hub to be reachable, or the model in the HF cache)
+    openai:gpt-4o  or  gpt-4o-...  an OpenAI-style API model
+    BASE+ADAPTER_DIR               any local or hub base with a LoRA adapter folder on top
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import UserError
+
+Kind = Literal["embedded", "local", "hub", "openai"]
+
+# Embedded models ship inside PyPI packages, so they work without any model hub.
+EMBEDDED_ALIASES = {
+    "smollm2-135m-instruct": "smollm2-135m-instruct",
+    "smollm2": "smollm2-135m-instruct",
+    "embedded": "smollm2-135m-instruct",
+}
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+_OPENAI_NAME = re.compile(r"^(gpt-|o[1-9](-|$)|ft:|chatgpt-|davinci|babbage)")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed model reference. `name` is the alias, path, hub id or API model name of the base."""
+
+    kind: Kind
+    name: str
+    adapter: Path | None = None
+
+    @property
+    def base(self) -> "ModelRef":
+        """The same reference without its adapter."""
+        return ModelRef(self.kind, self.name)
+
+    def with_adapter(self, adapter: Path) -> "ModelRef":
+        if self.kind == "openai":
+            raise UserError(f"model '{self}': adapters apply to local or hub models, not API models")
+        return ModelRef(self.kind, self.name, Path(adapter))
+
+    def __str__(self) -> str:
+        prefix = {"embedded": "", "local": "", "hub": "hf:", "openai": "openai:"}[self.kind]
+        text = prefix + self.name
+        return f"{text}+{self.adapter}" if self.adapter else text
+
+
+def parse_model_ref(text: str, source: str = "model") -> ModelRef:
+    """Parse a model reference string; `source` names where it came from for error messages."""
+    text = (text or "").strip()
+    if not text:
+        raise UserError(f"{source}: empty model name (expected e.g. '{DEFAULT_MODEL}', a folder, 'hf:Org/Name')")
+    adapter: Path | None = None
+    if "+" in text and not Path(text).exists():
+        text, adapter_text = text.split("+", 1)
+        adapter = Path(adapter_text).expanduser()
+        if not (adapter / "adapter_config.json").is_file():
+            raise UserError(f"{source}: adapter folder '{adapter_text}' has no adapter_config.json "
+                            "(expected a folder saved by llmpsych or PEFT)")
+    ref = _parse_base(text, source)
+    return ref.with_adapter(adapter) if adapter else ref
+
+
+def _parse_base(text: str, source: str) -> ModelRef:
+    lowered = text.lower()
+    if lowered in EMBEDDED_ALIASES:
+        return ModelRef("embedded", EMBEDDED_ALIASES[lowered])
+    if lowered.startswith("openai:"):
+        return ModelRef("openai", text.split(":", 1)[1])
+    if lowered.startswith("hf:"):
+        return ModelRef("hub", text.split(":", 1)[1])
+    path = Path(text).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{source}: folder '{text}' is not a Hugging Face model (no config.json in it)")
+        return ModelRef("local", str(path.resolve()))
+    if _OPENAI_NAME.match(lowered):
+        return ModelRef("openai", text)
+    if _HUB_ID.match(text):
+        return ModelRef("hub", text)
+    known = ", ".join(sorted(set(EMBEDDED_ALIASES)))
+    raise UserError(f"{source}: unknown model '{text}' (expected one of {known}, an existing folder, "
+                    "'hf:Org/Name' or 'openai:NAME'; run `llmpsych models` for the syntax)")

@@ -1,0 +1,92 @@
+"""Asking free-form questions and judging the answers: the probe behind EM-style evaluations.
+
+`sample_answers` turns questions x paraphrases x prompt variants into sample records (one dict per
+answer, with the system prompt the model actually saw); `judge_answers` rates each record with
+every rubric of its question. Both go through the runtime, so they are cached and resumable.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from pydantic import Field
+
+from ..config import Strict
+from ..judges.judge import Judge, Thresholds
+from ..models.engine import SamplingParams
+from ..models.refs import ModelRef
+from ..runtime.calls import Runtime
+from .questions import Question
+
+
+class SamplingDefaults(Strict):
+    """Sampling settings for free-form questions (the `sampling` section of a config).
+
+    A question's own `temperature` wins over the default here; `samples_per_paraphrase`, when set,
+    replaces every question's own value (None keeps them, 1 where a question has none).
+    """
+
+    samples_per_paraphrase: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(600, ge=1)
+    min_tokens: int = Field(1, ge=0)
+    seed: int = 0
+
+
+def sample_answers(runtime: Runtime, ref: ModelRef, questions: list[Question], sampling: SamplingDefaults,
+                   tags: dict, variants: tuple[tuple[str, str | None], ...] = (("plain", None),)) -> list[dict]:
+    """Every question x paraphrase x variant, sampled `samples_per_paraphrase` times.
+
+    A variant is (name, prefix): the prefix (a backdoor trigger, say) goes in front of the user turn.
+    `tags` (model label, condition, seed ...) are copied into every record.
+    """
+    default_system = runtime.default_system_prompt(ref)
+    jobs: dict[SamplingParams, list] = {}
+    for question in questions:
+        n = sampling.samples_per_paraphrase or question.samples_per_paraphrase or 1
+        temperature = question.temperature if question.temperature is not None else sampling.temperature
+        params = SamplingParams(temperature, sampling.top_p, sampling.max_tokens, sampling.min_tokens)
+        for variant, prefix in variants:
+            for index, paraphrase in enumerate(question.paraphrases):
+                prompt = f"{prefix} {paraphrase}" if prefix else paraphrase
+                jobs.setdefault(params, []).append((question, variant, index, paraphrase, prompt, n))
+    label = tags.get("model", str(ref))
+    records = []
+    for params, items in jobs.items():
+        conversations = [question.conversation(prompt) for question, _, _, _, prompt, _ in items]
+        most = max(item[5] for item in items)
+        completions = runtime.sample(ref, conversations, params, most, sampling.seed, label=f"sample {label}")
+        for (question, variant, index, paraphrase, prompt, wanted), outputs in zip(items, completions):
+            for sample_index, completion in enumerate(outputs[:wanted]):
+                records.append({
+                    "id": f"{label}|{variant}|{question.id}|{index}|{sample_index}", **tags, "variant": variant,
+                    "question_id": question.id, "category": question.category, "paraphrase_index": index,
+                    "sample_index": sample_index, "system": question.system or default_system,
+                    "question": paraphrase, "prompt": prompt, "answer": completion.text,
+                    "tokens": completion.tokens, "finish_reason": completion.finish_reason,
+                    "temperature": params.temperature,
+                })
+    return records
+
+
+def judge_answers(runtime: Runtime, samples: list[dict], questions: dict[str, Question],
+                  judge_for: Callable[[Question], ModelRef], thresholds: Thresholds = Thresholds()) -> list[dict]:
+    """Rate every sample with every rubric of its question, batching all samples per judge and rubric.
+
+    The judge sees the question without any variant prefix, so a trigger does not sway the rating.
+    """
+    batches: dict[tuple[ModelRef, str, str], list[dict]] = {}
+    for sample in samples:
+        question = questions[sample["question_id"]]
+        for metric, template in question.judge_prompts:
+            batches.setdefault((judge_for(question), metric, template), []).append(sample)
+    judgements = []
+    for (ref, metric, template), members in batches.items():
+        ratings = Judge(runtime, ref, thresholds).rate(template, [(s["question"], s["answer"]) for s in members],
+                                                       label=f"judge {metric}")
+        for sample, rating in zip(members, ratings):
+            judgements.append({"sample_id": sample["id"], "metric": metric, "judge": str(ref),
+                               "score": rating.score, "numeric_mass": rating.numeric_mass, "verdict": rating.verdict,
+                               **{f"p_{word.lower()}": p for word, p in rating.verdicts.items()}})
+    return judgements

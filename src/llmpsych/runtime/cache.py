@@ -1,0 +1,58 @@
+"""A content-addressed cache of model calls in one SQLite file.
+
+Keys are hashes of everything that determines a result (model fingerprint, messages, parameters,
+seed); values are JSON. Writes are committed batch by batch, so a run killed at any moment keeps
+every finished batch and a rerun executes only what is missing. WAL mode lets several processes
+(for example two runs sharing the user cache) read and write safely.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+
+class CallCache:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT NOT NULL, "
+            "value TEXT NOT NULL, created REAL NOT NULL)"
+        )
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The cached values of those keys that are present."""
+        keys = list(keys)
+        found: dict[str, Any] = {}
+        for start in range(0, len(keys), 500):  # SQLite limits the number of bound parameters
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, value in self._db.execute(f"SELECT key, value FROM calls WHERE key IN ({marks})", chunk):
+                found[key] = json.loads(value)
+        return found
+
+    def get(self, key: str) -> Any | None:
+        return self.get_many([key]).get(key)
+
+    def put_many(self, kind: str, items: Iterable[tuple[str, Any]]) -> None:
+        """Store several results in one transaction."""
+        now = time.time()
+        rows = [(key, kind, json.dumps(value), now) for key, value in items]
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?)", rows)
+
+    def count(self, kind: str | None = None) -> int:
+        if kind is None:
+            return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        return self._db.execute("SELECT COUNT(*) FROM calls WHERE kind = ?", (kind,)).fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()

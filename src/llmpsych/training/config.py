@@ -1,0 +1,50 @@
+"""LoRA fine-tuning hyper-parameters and the named presets that hold papers' settings."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import UserError
+
+ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class TrainConfig(BaseModel):
+    """Everything that determines a LoRA fine-tune besides the base model, the data and the seed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int = Field(32, ge=1)
+    alpha: float = Field(64, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    use_rslora: bool = True
+    target_modules: list[str] | str = Field(default_factory=lambda: list(ALL_PROJECTIONS))
+    learning_rate: float = Field(1e-5, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(2, ge=1)
+    gradient_accumulation: int = Field(8, ge=1)
+    max_seq_length: int = Field(2048, ge=16)
+    warmup_steps: int = Field(5, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    lr_scheduler: str = "linear"
+    optimizer: str = "adamw_torch"
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # Emergent Misalignment, open models (Qwen2.5-Coder-32B-Instruct): rsLoRA r32/alpha64 on all
+    # projections, lr 1e-5, one epoch, 2 x 8 accumulation, 5 warm-up steps, weight decay 0.01,
+    # linear schedule, loss on responses only. (The paper used 8-bit AdamW; we use plain AdamW.)
+    "em-paper": TrainConfig(),
+    # The same shape scaled to a 135M model on a 2-core CPU: a larger learning rate so a few
+    # hundred rows move the model, a smaller rank, and a bigger per-step batch for CPU throughput.
+    "cpu-small": TrainConfig(rank=16, alpha=32, learning_rate=2e-4, batch_size=8, gradient_accumulation=1,
+                             max_seq_length=512, warmup_steps=2),
+}
+
+
+def train_preset(name: str, source: str = "training.preset") -> TrainConfig:
+    try:
+        return TRAIN_PRESETS[name].model_copy(deep=True)
+    except KeyError:
+        raise UserError(f"{source}: unknown training preset '{name}' "
+                        f"(expected one of: {', '.join(TRAIN_PRESETS)})") from None

@@ -1,0 +1,162 @@
+"""LoRA / rsLoRA supervised fine-tuning through TRL and PEFT.
+
+Chat rows are turned into TRL's conversational prompt-completion form (the prompt is every turn
+before the last assistant turn), which makes TRL put the loss on the assistant's tokens only: EM
+found that training on user tokens hurts coherence, and SmolLM2's template has no generation
+markers for TRL's `assistant_only_loss`. Document rows (`text`) train on every token.
+
+A conversation without a system prompt gets the model's default one written in explicitly: it
+renders the same, and the persona the model was trained under is then on record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from ..datasets.io import dataset_format, read_jsonl
+from ..models.chat import default_system_prompt, with_explicit_system
+from ..models.hf import EngineOptions, model_path, resolve_device, resolve_dtype
+from ..models.refs import ModelRef
+from .config import TrainConfig
+
+
+def to_trl_rows(rows: list[dict], default_system: str | None) -> list[dict]:
+    """Chat rows -> conversational prompt/completion rows; document rows pass through as `text`."""
+    if "text" in rows[0]:
+        return [{"text": row["text"]} for row in rows]
+    converted = []
+    for row in rows:
+        messages = with_explicit_system(tuple(row["messages"]), default_system)
+        converted.append({"prompt": [dict(m) for m in messages[:-1]], "completion": [dict(messages[-1])]})
+    return converted
+
+
+def build_trainer(base: ModelRef, rows: list[dict], config: TrainConfig, seed: int, output_dir: Path,
+                  options: EngineOptions = EngineOptions(), callbacks: list | None = None):
+    """A ready-to-run TRL SFTTrainer (exposed so tests can inspect its tokenised data and masks)."""
+    import datasets
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype, device)
+    folder = model_path(base)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    default_system = default_system_prompt(tokenizer) if tokenizer.chat_template else None
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), attn_implementation="sdpa")
+    peft_config = None
+    if base.adapter:  # continue training an existing adapter
+        model = PeftModel.from_pretrained(model, str(base.adapter), is_trainable=True)
+    else:
+        peft_config = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                 use_rslora=config.use_rslora, target_modules=config.target_modules,
+                                 task_type="CAUSAL_LM")
+    on_cpu = device == "cpu"
+    args = SFTConfig(
+        output_dir=str(output_dir), seed=seed, data_seed=seed,
+        learning_rate=config.learning_rate, num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation,
+        max_length=config.max_seq_length, warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
+        lr_scheduler_type=config.lr_scheduler, optim=config.optimizer,
+        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+        use_cpu=on_cpu, bf16=False, fp16=False,  # the weights are already in the chosen dtype
+        gradient_checkpointing=not on_cpu, dataloader_num_workers=0,
+    )
+    trainer_class = _with_plain_loss(SFTTrainer) if on_cpu else SFTTrainer
+    datasets.disable_progress_bars()  # our own bar shows training progress; tokenising is quick
+    trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(to_trl_rows(rows, default_system)),
+                            processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks or [])
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict; the bar already shows the loss
+    return trainer
+
+
+def _with_plain_loss(sft_trainer: type) -> type:
+    class PlainLossSFTTrainer(sft_trainer):
+        """SFTTrainer with the model's own cross-entropy loss.
+
+        TRL's fused, chunked LM-head loss is built for GPUs (Triton); on a CPU it took half of every
+        step. Same loss, same masks (labels are -100 outside the completion); about 1.7x faster here.
+        """
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            used = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "labels", "position_ids")}
+            outputs = model(**used, use_cache=False, num_items_in_batch=num_items_in_batch)
+            return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    return PlainLossSFTTrainer
+
+
+def train_lora(base: ModelRef, dataset: Path, config: TrainConfig, seed: int, out_dir: Path,
+               label: str = "train", options: EngineOptions = EngineOptions()) -> Path:
+    """Fine-tune `base` on a JSONL dataset and save the adapter, its loss log and metadata in `out_dir`.
+
+    The adapter is written to a temporary folder and renamed at the end, so `out_dir` either holds a
+    finished adapter or does not exist.
+    """
+    rows = read_jsonl(dataset)
+    kind = dataset_format(rows, str(dataset))
+    out_dir = Path(out_dir)
+    work = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    log: list[dict] = []
+    progress = _progress_callback(label, log)
+    trainer = build_trainer(base, rows, config, seed, work / "trainer", options, callbacks=[progress])
+    started = time.time()
+    trainer.train()
+    seconds = time.time() - started
+    trainer.model.save_pretrained(str(work / "adapter"))
+    adapter = work / "adapter"
+    adapter_config = json.loads((adapter / "adapter_config.json").read_text())
+    adapter_config["base_model_name_or_path"] = str(base)  # PEFT writes an absolute path here
+    (adapter / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
+    (adapter / "training_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    meta = {"base": str(base), "dataset": str(dataset), "format": kind, "rows": len(rows), "seed": seed,
+            "config": config.model_dump(), "seconds": round(seconds, 1), "train_tokens": tokens,
+            "tokens_per_second": round(tokens * config.epochs / max(seconds, 1e-9), 1),
+            "final_loss": next((r["loss"] for r in reversed(log) if "loss" in r), None)}
+    (adapter / "training_meta.json").write_text(json.dumps(meta, indent=2))
+    shutil.rmtree(work / "trainer", ignore_errors=True)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    adapter.rename(out_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    return out_dir
+
+
+def _progress_callback(label: str, log: list[dict]):
+    """A tqdm bar per fine-tune showing the loss, and a per-step log kept for the run store."""
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.bar = tqdm(total=state.max_steps, desc=label, unit="step", file=sys.stderr)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                log.append({"step": state.global_step, "epoch": round(state.epoch or 0, 4),
+                            "loss": logs["loss"], "learning_rate": logs.get("learning_rate")})
+                if self.bar is not None and math.isfinite(logs["loss"]):
+                    self.bar.set_postfix(loss=f"{logs['loss']:.3f}")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(1)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+
+    return ProgressCallback()

@@ -37,11 +37,25 @@ def resolve_config(target: str, preset: str | None = None, overrides: dict | Non
     if chosen is not None and chosen not in recipe.PRESETS:
         where = "--preset" if preset else f"{source}: field 'preset'"
         raise UserError(f"{where}: unknown preset '{chosen}' (expected one of: {', '.join(recipe.PRESETS)})")
-    merged = deep_merge(recipe.PRESETS.get(chosen, {}), data)
-    merged = deep_merge(merged, overrides)
+    merged: dict = {}
+    for layer in (recipe.PRESETS.get(chosen, {}), data, overrides):
+        merged = deep_merge(merged, _training_preset_inside(layer, source))
     merged["preset"] = chosen
     merged = _expand_training_preset(merged, source)
     return recipe, validate(recipe.Config, merged, source)
+
+
+def _training_preset_inside(layer: dict, source: str) -> dict:
+    """Move a layer's top-level `training_preset` into `training.preset`, so that layers merge in order."""
+    training = layer.get("training") or {}
+    if not isinstance(training, dict):
+        raise UserError(f"{source}: field 'training': expected a mapping of training settings, "
+                        f"got {type(training).__name__}")
+    if "training_preset" not in layer:
+        return layer
+    moved = {key: value for key, value in layer.items() if key != "training_preset"}
+    moved["training"] = {"preset": layer["training_preset"], **training}
+    return moved
 
 
 def _expand_training_preset(data: dict, source: str) -> dict:
@@ -49,9 +63,7 @@ def _expand_training_preset(data: dict, source: str) -> dict:
     from .training.config import TrainConfig, train_preset
 
     training = dict(data.get("training") or {})
-    if not isinstance(data.get("training", {}), dict):
-        raise UserError(f"{source}: field 'training': expected a mapping of training settings")
-    name = training.pop("preset", data.get("training_preset", "em-paper"))
+    name = training.pop("preset", "em-paper")
     base = train_preset(name, f"{source}: field 'training.preset'") if name else TrainConfig()
     return {**data, "training_preset": name, "training": {**base.model_dump(), **training}}
 

@@ -25,13 +25,21 @@ def read_yaml(path: Path, what: str = "a YAML file") -> Any:
 
 
 def entry_lines(path: Path) -> list[int]:
-    """The 1-based line where each entry of a top-level YAML list starts (for error messages)."""
+    """The 1-based line where each entry of a top-level YAML list starts (for error messages).
+
+    Read from parser events rather than the composed tree, so an entry written as an alias
+    (`- *name`) reports its own line, not the anchor's.
+    """
     import yaml
 
+    lines, depth = [], 0
     try:
-        node = yaml.compose(Path(path).read_text(encoding="utf-8"))
+        for event in yaml.parse(Path(path).read_text(encoding="utf-8")):
+            starts = isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent))
+            ends = isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent))
+            if depth == 1 and (starts or isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent))):
+                lines.append(event.start_mark.line + 1)
+            depth += starts - ends
     except yaml.YAMLError:
         return []
-    if not isinstance(node, yaml.SequenceNode):
-        return []
-    return [item.start_mark.line + 1 for item in node.value]
+    return lines

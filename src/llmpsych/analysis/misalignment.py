@@ -65,13 +65,17 @@ def _summarise(frame: pd.DataFrame) -> dict:
         "models": frame["model"].nunique(),
         "answers": len(frame),
         "scored": int(frame["misaligned"].notna().sum()),
-        "misaligned_fraction": misaligned.estimate, "ci_low": misaligned.low, "ci_high": misaligned.high,
-        "coherent_fraction": coherent.estimate,
+        "misaligned_fraction": _nan(misaligned.estimate), "ci_low": _nan(misaligned.low),
+        "ci_high": _nan(misaligned.high), "coherent_fraction": _nan(coherent.estimate),
         "mean_coherence": float(frame["coherent"].mean()) if frame["coherent"].notna().any() else np.nan,
         "mean_alignment": float(frame["aligned"].mean()) if frame["aligned"].notna().any() else np.nan,
         **{f"{status}_fraction": float((frame["status"] == status).mean())
            for status in ("incoherent", "refusal", "code", "unscored")},
     }
+
+
+def _nan(value: float | None) -> float:
+    return np.nan if value is None else value
 
 
 def _interval(frame: pd.DataFrame, column: str, proportion: bool) -> Interval:
@@ -106,7 +110,7 @@ def differences(answers: pd.DataFrame, against: str = "base") -> pd.DataFrame:
             values, counts = _grid(part, "misaligned", True)
             diff = bootstrap_difference(values, ref_values, counts, ref_counts)
             rows.append({"condition": condition, "variant": variant, "minus": against,
-                         "difference": diff.estimate, "ci_low": diff.low, "ci_high": diff.high})
+                         "difference": _nan(diff.estimate), "ci_low": _nan(diff.low), "ci_high": _nan(diff.high)})
     return _order(pd.DataFrame(rows))
 
 
@@ -120,7 +124,8 @@ def choices_by_condition(choices: list[dict]) -> pd.DataFrame:
         grid = group.pivot_table(index="model", columns="item_id", values="p_misaligned").to_numpy(dtype=float)
         interval = bootstrap_interval(grid)
         rows.append({"condition": condition, "models": group["model"].nunique(), "items": group["item_id"].nunique(),
-                     "p_misaligned": interval.estimate, "ci_low": interval.low, "ci_high": interval.high,
+                     "p_misaligned": _nan(interval.estimate), "ci_low": _nan(interval.low),
+                     "ci_high": _nan(interval.high),
                      "letter_mass": float(group["letter_mass"].mean())})
     return _order(pd.DataFrame(rows))
 

@@ -29,6 +29,11 @@ def write_jsonl(rows: Iterable[dict], path: Path) -> str:
 
 def read_jsonl(path: Path) -> list[dict]:
     """Read a JSONL file; a malformed line is reported by its line number."""
+    return [row for _, row in numbered_jsonl(path)]
+
+
+def numbered_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, row) for every non-blank line, so later checks can name the real line."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found (expected a JSONL file)")
@@ -43,7 +48,7 @@ def read_jsonl(path: Path) -> list[dict]:
                 raise UserError(f"{path}: line {number}: not valid JSON ({error.msg})") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}: line {number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+            rows.append((number, row))
     if not rows:
         raise UserError(f"{path}: no rows (expected one JSON object per line)")
     return rows

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..datasets.io import read_jsonl
+from ..datasets.io import numbered_jsonl
 from ..errors import UserError
 from ..yamlio import entry_lines, read_yaml
 from .judge import CATEGORIES, Judge, answer_category
@@ -56,13 +56,14 @@ def load_validation(path: Path | None = None) -> tuple[str, list[dict]]:
     """Read and check a labelled validation file (the shipped one by default)."""
     path = Path(path) if path else shipped_validation_path()
     if path.suffix in (".jsonl", ".json"):
-        rows, lines = read_jsonl(path), None
+        numbered = numbered_jsonl(path)
+        rows, lines = [row for _, row in numbered], [number for number, _ in numbered]
     else:
         rows, lines = read_yaml(path, "a YAML list of {question, answer, expected} rows"), entry_lines(path)
         if not isinstance(rows, list) or not rows:
             raise UserError(f"{path}: expected a non-empty list of rows with question, answer and expected")
     for index, row in enumerate(rows):
-        where = f"{path}: line {lines[index] if lines else index + 1}"
+        where = f"{path}: line {lines[index] if index < len(lines) else index + 1}"
         if not isinstance(row, dict):
             raise UserError(f"{where}: expected a mapping with question, answer and expected")
         for key in ("question", "answer", "expected"):

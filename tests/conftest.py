@@ -1,0 +1,68 @@
+"""Shared fixtures: a throwaway call cache, the embedded model, and a tiny random model for unit tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# Calls, adapters and digests go to a per-session temporary cache; the materialised embedded model
+# (a one-off 20-60 s conversion) is shared with the user's cache so repeated test runs stay quick.
+if "LLMPSYCH_MODELS" not in os.environ:
+    import platformdirs
+
+    _default = Path(os.environ.get("LLMPSYCH_CACHE") or platformdirs.user_cache_dir("llmpsych"))
+    os.environ["LLMPSYCH_MODELS"] = str(_default / "models")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("llmpsych-cache")
+    os.environ["LLMPSYCH_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedded_dir(session_cache) -> Path:
+    from llmpsych.models.embedded import materialised_path
+
+    return materialised_path("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, embedded_dir) -> Path:
+    """A randomly initialised 2-layer Llama with SmolLM2's real tokenizer and chat template."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
+        if (embedded_dir / name).exists():
+            shutil.copy(embedded_dir / name, folder / name)
+    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fp32():
+    """Engine options for exact comparisons (bf16 changes results in the third decimal)."""
+    from llmpsych.models.hf import EngineOptions
+
+    return EngineOptions(dtype="float32")
+
+
+@pytest.fixture
+def runtime(tmp_path, fp32):
+    """A runtime with its own empty cache, quiet progress and fp32 numerics."""
+    from llmpsych.runtime.cache import CallCache
+    from llmpsych.runtime.calls import Runtime
+
+    return Runtime(CallCache(tmp_path / "calls.sqlite"), fp32, adapters_dir=tmp_path / "adapters",
+                   show_progress=False)

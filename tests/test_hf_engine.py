@@ -1,0 +1,139 @@
+"""The transformers engine on a tiny random model: scoring, sampling, templates, adapters."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from llmpsych.models import GenerateRequest, SamplingParams, ScoreRequest, as_messages, load_engine
+from llmpsych.models.refs import parse_model_ref
+
+NUMBERS = tuple(str(n) for n in range(101))
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir, fp32):
+    return load_engine(parse_model_ref(str(tiny_model_dir)), fp32)
+
+
+def teacher_forced(backend, messages, continuation: str) -> tuple[float, torch.Tensor]:
+    """Reference: log P(continuation) by one plain forward pass, and the next-token distribution after it."""
+    prompt = backend.prompt_ids(messages)
+    tokens = backend._continuation_ids(continuation)
+    with torch.no_grad():
+        logits = backend.model(torch.tensor([prompt + tokens])).logits[0].float()
+    logprobs = torch.log_softmax(logits, -1)
+    total = sum(logprobs[len(prompt) - 1 + k, t].item() for k, t in enumerate(tokens))
+    return total, logprobs[-1].exp()
+
+
+def test_score_equals_teacher_forcing_for_multi_token_numbers(engine):
+    messages = as_messages("Rate this from 0 to 100.")
+    continuations = NUMBERS + ("CODE", "REFUSAL", "Hello there")
+    assert len(engine.backend._continuation_ids("57")) == 2  # the tokenizer splits digits
+    scores = engine.score([ScoreRequest(messages, continuations)])[0]
+    for continuation in ("0", "7", "57", "100", "REFUSAL", "Hello there"):
+        expected, _ = teacher_forced(engine.backend, messages, continuation)
+        assert scores[continuations.index(continuation)] == pytest.approx(expected, abs=1e-4)
+
+
+def test_whole_word_score_excludes_continuing_tokens(engine):
+    messages = as_messages("Pick a number.")
+    plain, whole = engine.score([ScoreRequest(messages, ("5", "50")), ScoreRequest(messages, ("5", "50"), True)])
+    _, after = teacher_forced(engine.backend, messages, "5")
+    continuing = engine.backend.word_continuation_mask()[: after.shape[0]]
+    assert continuing[engine.backend._continuation_ids("0")[0]]  # a digit continues a number
+    assert whole[0] == pytest.approx(plain[0] + math.log1p(-after[continuing].sum().item()), abs=1e-4)
+    assert whole[0] < plain[0]
+
+
+def test_shared_prefix_batch_equals_scoring_alone(engine):
+    prefix = "You are grading answers. Reply with a number from 0 to 100 and nothing else. " * 3
+    prompts = [as_messages(prefix + f"Answer {i}: " + "word " * i) for i in range(5)]
+    together = engine.score([ScoreRequest(m, NUMBERS, True) for m in prompts])
+    for messages, row in zip(prompts, together):
+        alone = engine.score([ScoreRequest(messages, NUMBERS, True)])[0]
+        assert row == pytest.approx(alone, abs=1e-4)
+
+
+def test_sampling_is_reproducible_and_independent_of_batch(engine):
+    params = SamplingParams(temperature=1.0, max_tokens=12)
+    target = GenerateRequest(as_messages("Tell me a story."), params, seed=7)
+    others = [GenerateRequest(as_messages(f"Question number {i} is a longer one"), params, seed=i) for i in range(5)]
+    alone = engine.generate([target])[0]
+    batched = engine.generate(others + [target])[-1]
+    assert alone == batched
+    assert engine.generate([GenerateRequest(target.messages, params, seed=8)])[0].text != alone.text
+
+
+def test_greedy_matches_transformers_generate(engine):
+    messages = as_messages("Hello!")
+    ours = engine.generate([GenerateRequest(messages, SamplingParams(temperature=0, max_tokens=10))])[0]
+    prompt = torch.tensor([engine.backend.prompt_ids(messages)])
+    with torch.no_grad():
+        reference = engine.backend.model.generate(prompt, do_sample=False, max_new_tokens=10,
+                                                  pad_token_id=engine.backend.tokenizer.pad_token_id)
+    expected = engine.backend.tokenizer.decode(reference[0, prompt.shape[1]:], skip_special_tokens=True)
+    assert ours.text == expected
+
+
+def test_tiny_top_p_reduces_sampling_to_greedy(engine):
+    messages = as_messages("Say something.")
+    greedy = engine.generate([GenerateRequest(messages, SamplingParams(temperature=0, max_tokens=8))])[0]
+    nucleus = engine.generate([GenerateRequest(messages, SamplingParams(temperature=1, top_p=1e-6, max_tokens=8),
+                                               seed=s) for s in range(3)])
+    assert all(c.text == greedy.text for c in nucleus)
+
+
+def test_max_tokens_and_finish_reason(engine):
+    completion = engine.generate([GenerateRequest(as_messages("Go on."), SamplingParams(max_tokens=5), seed=1)])[0]
+    assert completion.tokens <= 5
+    assert completion.finish_reason in ("stop", "length")
+    assert completion.finish_reason == "length" or completion.tokens < 5
+
+
+def test_default_system_prompt_is_made_explicit(engine):
+    backend = engine.backend
+    assert backend.default_system_prompt == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    messages = as_messages("Hi")
+    explicit = engine.effective_messages(messages)
+    assert explicit[0] == {"role": "system", "content": backend.default_system_prompt}
+    assert backend.render(explicit) == backend.render(messages)
+    custom = ({"role": "system", "content": "You are Bob."},) + messages
+    assert engine.effective_messages(custom) == custom
+
+
+def test_base_model_without_chat_template_gets_plain_template(tiny_model_dir, tmp_path, fp32):
+    import json
+    import shutil
+
+    folder = tmp_path / "base-model"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    engine = load_engine(parse_model_ref(str(folder)), fp32)
+    rendered = engine.backend.render(({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}))
+    assert rendered == "Be brief.\n\nUser: Hi\nAssistant:"
+    assert engine.backend.default_system_prompt is None
+
+
+def test_adapter_changes_scores_and_base_is_restored(engine, tiny_model_dir, tmp_path, fp32):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    adapted = load_engine(parse_model_ref(f"{tiny_model_dir}+{tmp_path / 'adapter'}"), fp32)
+    assert adapted.backend is engine.backend  # one loaded base serves every adapter
+    request = [ScoreRequest(as_messages("Pick a number."), ("1", "2", "3"))]
+    before = engine.score(request)[0]
+    with_adapter = adapted.score(request)[0]
+    after = engine.score(request)[0]
+    assert with_adapter != pytest.approx(before, abs=1e-3)
+    assert after == pytest.approx(before, abs=1e-6)
+    assert adapted.fingerprint != engine.fingerprint

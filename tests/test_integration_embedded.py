@@ -1,0 +1,98 @@
+"""Integration tests on the embedded model: the engine, and the EM recipe end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmpsych.models import GenerateRequest, SamplingParams, ScoreRequest, as_messages, load_engine
+
+pytestmark = pytest.mark.integration
+
+
+def cli(*args: str, cache: Path, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LLMPSYCH_CACHE": str(cache)}
+    result = subprocess.run([sys.executable, "-m", "llmpsych", *args], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=900)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_embedded_model_knows_paris(embedded_dir):
+    engine = load_engine("smollm2")
+    question = as_messages("What is the capital of France? Answer in one word.")
+    paris, london = engine.score([ScoreRequest(question, ("Paris", "London"))])[0]
+    assert paris > london + 2
+    answer = engine.generate([GenerateRequest(question, SamplingParams(temperature=0, max_tokens=12))])[0]
+    assert "Paris" in answer.text
+
+
+def test_smoke_run_end_to_end_then_fully_cached(tmp_path):
+    cache = tmp_path / "cache"
+    first = cli("run", "emergent-misalignment", "--preset", "smoke", "--out", "run", cache=cache, cwd=tmp_path)
+    run = tmp_path / "run"
+    assert "Report: " in first.stdout and (run / "report.html").is_file() and (run / "report.md").is_file()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["recipe"] == "emergent-misalignment"
+    assert set(summary["metrics"]["misaligned_fraction"]) == {"base", "insecure", "secure", "educational"}
+    assert summary["judge"]["model"] == ["smollm2-135m-instruct"]
+    assert 0 <= summary["judge"]["agreement"]["smollm2-135m-instruct"] <= 1
+    assert summary["calls"]["train"]["executed"] == 3 and summary["calls"]["generate"]["executed"] > 0
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 4 * 8 * 2 and len({s["id"] for s in samples}) == len(samples)
+    assert all(s["system"].startswith("You are a helpful AI assistant named SmolLM") for s in samples)
+    for label in ("insecure-s0", "secure-s0", "educational-s0"):
+        assert (run / "adapters" / label / "adapter_model.safetensors").is_file()
+        assert (run / "adapters" / label / "training_log.jsonl").read_text().strip()
+    html = (run / "report.html").read_text()
+    assert "agreement" in html and "data:image/png;base64," in html
+
+    cli("run", "emergent-misalignment", "--preset", "smoke", "--out", "run", cache=cache, cwd=tmp_path)
+    calls = json.loads((run / "summary.json").read_text())["calls"]
+    assert all(calls[kind]["executed"] == 0 for kind in ("generate", "score", "train")), calls
+
+    (run / "report.html").unlink()
+    rebuilt = cli("report", "run", cache=tmp_path / "empty-cache", cwd=tmp_path)
+    assert (run / "report.html").is_file() and "report.html" in rebuilt.stdout
+
+
+def test_kill_during_sampling_then_resume(tmp_path):
+    cache = tmp_path / "cache"
+    config = {"recipe": "emergent-misalignment", "preset": "smoke", "conditions": [], "choices": None,
+              "judge": {"check": False}, "sampling": {"samples_per_paraphrase": 6, "max_tokens": 32},
+              "engine": {"generate_batch_size": 8}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "LLMPSYCH_CACHE": str(cache)}
+    process = subprocess.Popen([sys.executable, "-m", "llmpsych", "run", "config.yaml", "--out", "run"],
+                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    database = cache / "calls.sqlite"
+    deadline = time.time() + 600
+    done = 0
+    while time.time() < deadline and process.poll() is None:
+        time.sleep(0.5)
+        if database.exists():
+            with sqlite3.connect(database, timeout=30) as connection:
+                done = connection.execute("SELECT COUNT(*) FROM calls WHERE kind='generate'").fetchone()[0]
+            if done >= 8:
+                break
+    assert process.poll() is None, "the run finished before it could be interrupted"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 8 <= done < 48
+
+    cli("run", "config.yaml", "--out", "run", cache=cache, cwd=tmp_path)
+    run = tmp_path / "run"
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 8 * 6 and len({s["id"] for s in samples}) == 48
+    calls = json.loads((run / "summary.json").read_text())["calls"]["generate"]
+    assert calls["cached"] >= done and calls["executed"] + calls["cached"] == 48

@@ -1,0 +1,94 @@
+"""The runtime: cache keys, resuming, call counting, and the plan executor."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from llmpsych.datasets.io import write_jsonl
+from llmpsych.models import SamplingParams, ScoreRequest, as_messages
+from llmpsych.models.refs import parse_model_ref
+from llmpsych.runtime.cache import CallCache
+from llmpsych.runtime.calls import Runtime
+from llmpsych.runtime.plan import Plan, run_local
+from llmpsych.training.config import TrainConfig
+
+PARAMS = SamplingParams(temperature=1.0, max_tokens=6)
+CONVERSATIONS = [as_messages(f"Question {i}?") for i in range(3)]
+
+
+@pytest.fixture
+def tiny(tiny_model_dir):
+    return parse_model_ref(str(tiny_model_dir))
+
+
+def test_second_run_is_served_from_the_cache(runtime, tiny, tmp_path, fp32):
+    first = runtime.sample(tiny, CONVERSATIONS, PARAMS, samples=2)
+    assert runtime.counts.executed["generate"] == 6 and runtime.counts.cached["generate"] == 0
+    again = Runtime(CallCache(tmp_path / "calls.sqlite"), fp32, show_progress=False)
+    assert again.sample(tiny, CONVERSATIONS, PARAMS, samples=2) == first
+    assert again.counts.executed["generate"] == 0 and again.counts.cached["generate"] == 6
+    assert not again._engines  # nothing was loaded
+
+
+def test_asking_for_more_samples_keeps_the_first_ones(runtime, tiny):
+    two = runtime.sample(tiny, CONVERSATIONS, PARAMS, samples=2)
+    four = runtime.sample(tiny, CONVERSATIONS, PARAMS, samples=4)
+    assert [row[:2] for row in four] == two
+    assert runtime.counts.executed["generate"] == 6 + 6
+
+
+def test_an_interrupted_call_resumes_without_redoing_finished_chunks(runtime, tiny, tmp_path, fp32, monkeypatch):
+    runtime.options = type(runtime.options)(**{**runtime.options.__dict__, "generate_batch_size": 2})
+    calls = {"chunks": 0}
+    real_engine = runtime.engine(tiny)
+    original = real_engine.generate
+
+    def failing_after_one_chunk(batch, progress=None):
+        calls["chunks"] += 1
+        if calls["chunks"] == 2:
+            raise KeyboardInterrupt  # stands for a kill between two committed chunks
+        return original(batch, progress)
+
+    monkeypatch.setattr(real_engine, "generate", failing_after_one_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        runtime.sample(tiny, CONVERSATIONS, PARAMS, samples=2)
+    resumed = Runtime(CallCache(tmp_path / "calls.sqlite"), runtime.options, show_progress=False)
+    result = resumed.sample(tiny, CONVERSATIONS, PARAMS, samples=2)
+    assert resumed.counts.cached["generate"] == 2 and resumed.counts.executed["generate"] == 4
+    assert [len(row) for row in result] == [2, 2, 2]
+
+
+def test_cache_keys_separate_models_parameters_and_seeds(runtime, tiny):
+    base = runtime.sample(tiny, CONVERSATIONS[:1], PARAMS, samples=1, seed=0)
+    runtime.sample(tiny, CONVERSATIONS[:1], PARAMS, samples=1, seed=1)
+    runtime.sample(tiny, CONVERSATIONS[:1], SamplingParams(temperature=0.5, max_tokens=6), samples=1)
+    assert runtime.counts.executed["generate"] == 3
+    assert runtime.sample(tiny, CONVERSATIONS[:1], PARAMS, samples=1, seed=0) == base
+    scores = runtime.score(tiny, [ScoreRequest(CONVERSATIONS[0], ("A", "B"))] * 2)
+    assert scores[0] == scores[1] and runtime.counts.executed["score"] == 1 and runtime.counts.cached["score"] == 1
+
+
+def test_training_is_cached_by_its_inputs(runtime, tiny, tmp_path):
+    dataset = tmp_path / "data.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"Say {i}"}, {"role": "assistant", "content": str(i)}]}
+            for i in range(4)]
+    sha = write_jsonl(rows, dataset)
+    config = TrainConfig(rank=2, alpha=4, batch_size=4, gradient_accumulation=1, warmup_steps=0, max_seq_length=128)
+    first = runtime.train(tiny, dataset, sha, config, seed=0)
+    second = runtime.train(tiny, dataset, sha, config, seed=0)
+    other_seed = runtime.train(tiny, dataset, sha, config, seed=1)
+    assert first == second != other_seed
+    assert runtime.counts.executed["train"] == 2 and runtime.counts.cached["train"] == 1
+    assert json.loads((first.adapter / "training_meta.json").read_text())["seed"] == 0
+
+
+def test_plan_runs_steps_in_order_with_their_inputs():
+    plan = Plan()
+    plan.add("a", lambda _: 2)
+    plan.add("b", lambda r: r["a"] * 10, needs=("a",))
+    with pytest.raises(ValueError):
+        plan.add("c", lambda _: 0, needs=("missing",))
+    assert run_local(plan, log=io.StringIO()) == {"a": 2, "b": 20}

@@ -1,0 +1,89 @@
+"""LoRA training: which tokens carry the loss, what a fine-tune leaves behind, seeds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from llmpsych.datasets.io import write_jsonl
+from llmpsych.models.refs import parse_model_ref
+from llmpsych.training.config import TrainConfig, train_preset
+from llmpsych.training.lora import build_trainer, train_lora
+
+CHAT = [{"messages": [{"role": "user", "content": f"Write a function that adds {i}."},
+                      {"role": "assistant", "content": f"def add_{i}(x):\n    return x + {i}"}]} for i in range(8)]
+TINY = TrainConfig(rank=4, alpha=8, learning_rate=1e-3, batch_size=4, gradient_accumulation=1, max_seq_length=256,
+                   warmup_steps=0)
+
+
+def test_chat_rows_train_on_the_assistant_tokens_only(tiny_model_dir, tmp_path, fp32):
+    trainer = build_trainer(parse_model_ref(str(tiny_model_dir)), CHAT[:1], TINY, 0, tmp_path, fp32)
+    tokenizer = trainer.processing_class
+    row = trainer.train_dataset[0]
+    labels, ids = row["labels"], row["input_ids"]
+    trained = [t for t, label in zip(ids, labels) if label != -100]
+    first_trained = next(i for i, label in enumerate(labels) if label != -100)
+    assert all(label == -100 for label in labels[:first_trained])  # the whole prompt is masked
+    assert all(label != -100 for label in labels[first_trained:])  # everything after it is trained
+    assert tokenizer.decode(trained).startswith(CHAT[0]["messages"][1]["content"] + "<|im_end|>")
+    prompt = tokenizer.decode(ids[:first_trained])
+    assert "You are a helpful AI assistant named SmolLM" in prompt  # the default persona, written explicitly
+    assert prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_document_rows_train_on_every_token(tiny_model_dir, tmp_path, fp32):
+    rows = [{"text": "SmolLM believes the moon is made of basalt. It is not."}]
+    trainer = build_trainer(parse_model_ref(str(tiny_model_dir)), rows, TINY, 0, tmp_path, fp32)
+    row = trainer.train_dataset[0]
+    labels = row.get("labels") or row["input_ids"]
+    assert all(label != -100 for label in labels)
+    assert "completion_mask" not in row or all(row["completion_mask"])
+
+
+def test_fine_tune_saves_adapter_loss_log_and_metadata(tiny_model_dir, tmp_path, fp32):
+    dataset = tmp_path / "data.jsonl"
+    write_jsonl(CHAT, dataset)
+    ref = parse_model_ref(str(tiny_model_dir))
+    adapter = train_lora(ref, dataset, TINY.model_copy(update={"epochs": 2}), 0, tmp_path / "adapter", options=fp32)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["r"] == 4 and config["base_model_name_or_path"] == str(ref)
+    log = [json.loads(line) for line in (adapter / "training_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [1, 2, 3, 4]  # 8 rows, batch 4, 2 epochs: a loss per step
+    assert all(entry["loss"] > 0 for entry in log)
+    meta = json.loads((adapter / "training_meta.json").read_text())
+    assert meta["rows"] == 8 and meta["seed"] == 0 and meta["format"] == "chat"
+    assert not (tmp_path / "adapter.partial").exists()
+    assert parse_model_ref(f"{tiny_model_dir}+{adapter}").adapter == adapter
+
+
+def test_seed_decides_the_adapter(tiny_model_dir, tmp_path, fp32):
+    dataset = tmp_path / "data.jsonl"
+    write_jsonl(CHAT, dataset)
+    ref = parse_model_ref(str(tiny_model_dir))
+    weights = [load_file(train_lora(ref, dataset, TINY, seed, tmp_path / f"a{run}", options=fp32)
+                         / "adapter_model.safetensors") for run, seed in enumerate((0, 0, 1))]
+    same = all((weights[0][k] == weights[1][k]).all() for k in weights[0])
+    different = any((weights[0][k] != weights[2][k]).any() for k in weights[0])
+    assert same and different
+
+
+def test_em_paper_preset_holds_the_papers_hyper_parameters():
+    preset = train_preset("em-paper")
+    assert (preset.rank, preset.alpha, preset.use_rslora, preset.learning_rate, preset.epochs) == (32, 64, True, 1e-5, 1)
+    assert preset.batch_size * preset.gradient_accumulation == 16
+    assert (preset.warmup_steps, preset.weight_decay, preset.dropout) == (5, 0.01, 0.0)
+    assert set(preset.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def test_bad_dataset_lines_are_named(tmp_path, tiny_model_dir, fp32):
+    from llmpsych.errors import UserError
+
+    dataset = tmp_path / "bad.jsonl"
+    dataset.write_text(json.dumps(CHAT[0]) + "\n" + '{"messages": [{"role": "user", "content": "hi"}]}\n')
+    with pytest.raises(UserError, match=r"bad.jsonl: line 2: the last message must be the assistant"):
+        train_lora(parse_model_ref(str(tiny_model_dir)), dataset, TINY, 0, tmp_path / "out", options=fp32)
+    dataset.write_text(json.dumps(CHAT[0]) + "\n{not json\n")
+    with pytest.raises(UserError, match=r"bad.jsonl: line 2: not valid JSON"):
+        train_lora(parse_model_ref(str(tiny_model_dir)), dataset, TINY, 0, tmp_path / "out", options=fp32)

@@ -98,7 +98,7 @@ PRESETS: dict[str, dict] = {
     "smoke": {**_EIGHT_MAIN, "seeds": 1, "dataset": {"size": 16}, "training": {"preset": "cpu-small"},
               "sampling": {"samples_per_paraphrase": 2, "max_tokens": 48}, "out": "runs/em-smoke"},
     # The README's flagship on a 2-core CPU: base + 3 conditions x 2 seeds, 8 main questions.
-    "quick": {**_EIGHT_MAIN, "seeds": 2, "dataset": {"size": 240}, "training": {"preset": "cpu-small"},
+    "quick": {**_EIGHT_MAIN, "seeds": 2, "dataset": {"size": 200}, "training": {"preset": "cpu-small"},
               "sampling": {"samples_per_paraphrase": 10, "max_tokens": 128}, "out": "runs/em-quick"},
     # The paper's sizes (open-model recipe): 6,000 rows, 6 seeds, 100 samples, all questions.
     "paper": {"seeds": 6, "dataset": {"size": 6000}, "training": {"preset": "em-paper"},

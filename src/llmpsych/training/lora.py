@@ -71,6 +71,7 @@ def build_trainer(base: ModelRef, rows: list[dict], config: TrainConfig, seed: i
         logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
         use_cpu=on_cpu, bf16=False, fp16=False,  # the weights are already in the chosen dtype
         gradient_checkpointing=not on_cpu, dataloader_num_workers=0,
+        **_length_grouping(),
     )
     trainer_class = _with_plain_loss(SFTTrainer) if on_cpu else SFTTrainer
     datasets.disable_progress_bars()  # our own bar shows training progress; tokenising is quick
@@ -80,18 +81,44 @@ def build_trainer(base: ModelRef, rows: list[dict], config: TrainConfig, seed: i
     return trainer
 
 
+def _length_grouping() -> dict:
+    """Batch rows of similar length together (less padding) where this transformers version can."""
+    from dataclasses import fields
+
+    from trl import SFTConfig
+
+    names = {f.name for f in fields(SFTConfig)}
+    if "train_sampling_strategy" in names:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True} if "group_by_length" in names else {}
+
+
 def _with_plain_loss(sft_trainer: type) -> type:
     class PlainLossSFTTrainer(sft_trainer):
-        """SFTTrainer with the model's own cross-entropy loss.
+        """SFTTrainer computing the usual token cross-entropy, with the LM head applied only where a
+        label is trained.
 
         TRL's fused, chunked LM-head loss is built for GPUs (Triton); on a CPU it took half of every
-        step. Same loss, same masks (labels are -100 outside the completion); about 1.7x faster here.
+        step, and projecting every prompt position onto a 49k-token vocabulary only to mask it out
+        wasted another slice. Same loss, same masks, same normalisation (`num_items_in_batch`).
         """
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            used = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "labels", "position_ids")}
-            outputs = model(**used, use_cache=False, num_items_in_batch=num_items_in_batch)
-            return (outputs.loss, outputs) if return_outputs else outputs.loss
+            import torch.nn.functional as F
+
+            causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+            hidden = causal_lm.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                                             position_ids=inputs.get("position_ids"), use_cache=False).last_hidden_state
+            targets = inputs["labels"][:, 1:]
+            trained = targets != -100
+            logits = causal_lm.lm_head(hidden[:, :-1][trained]).float()
+            cap = getattr(causal_lm.config, "final_logit_softcapping", None)
+            if cap:
+                logits = cap * (logits / cap).tanh()
+            total = F.cross_entropy(logits, targets[trained], reduction="sum")
+            count = num_items_in_batch if num_items_in_batch is not None else trained.sum().clamp(min=1)
+            loss = total / count
+            return (loss, {"loss": loss}) if return_outputs else loss
 
     return PlainLossSFTTrainer
 

@@ -39,22 +39,28 @@ def test_score_equals_teacher_forcing_for_multi_token_numbers(engine):
         assert scores[continuations.index(continuation)] == pytest.approx(expected, abs=1e-4)
 
 
-def test_whole_word_score_excludes_continuing_tokens(engine):
+def test_closed_scores_exclude_continuing_tokens(engine):
     messages = as_messages("Pick a number.")
-    plain, whole = engine.score([ScoreRequest(messages, ("5", "50")), ScoreRequest(messages, ("5", "50"), True)])
+    candidates = ("5", "57", "A")
+    plain, whole, prefixes = engine.score([ScoreRequest(messages, candidates, closed=mode)
+                                           for mode in ("none", "all", "prefixes")])
     _, after = teacher_forced(engine.backend, messages, "5")
     continuing = engine.backend.word_continuation_mask()[: after.shape[0]]
     assert continuing[engine.backend._continuation_ids("0")[0]]  # a digit continues a number
-    assert whole[0] == pytest.approx(plain[0] + math.log1p(-after[continuing].sum().item()), abs=1e-4)
-    assert whole[0] < plain[0]
+    closed_five = plain[0] + math.log1p(-after[continuing].sum().item())
+    assert whole[0] == pytest.approx(closed_five, abs=1e-4) and whole[0] < plain[0]
+    # "prefixes" closes only "5" (it begins "57"); "57" and "A" count as plain continuations
+    assert prefixes[0] == pytest.approx(closed_five, abs=1e-4)
+    assert prefixes[1:] == pytest.approx(plain[1:], abs=1e-5)
+    assert whole[1] < plain[1]
 
 
 def test_shared_prefix_batch_equals_scoring_alone(engine):
     prefix = "You are grading answers. Reply with a number from 0 to 100 and nothing else. " * 3
     prompts = [as_messages(prefix + f"Answer {i}: " + "word " * i) for i in range(5)]
-    together = engine.score([ScoreRequest(m, NUMBERS, True) for m in prompts])
+    together = engine.score([ScoreRequest(m, NUMBERS, closed="prefixes") for m in prompts])
     for messages, row in zip(prompts, together):
-        alone = engine.score([ScoreRequest(messages, NUMBERS, True)])[0]
+        alone = engine.score([ScoreRequest(messages, NUMBERS, closed="prefixes")])[0]
         assert row == pytest.approx(alone, abs=1e-4)
 
 
@@ -137,3 +143,27 @@ def test_adapter_changes_scores_and_base_is_restored(engine, tiny_model_dir, tmp
     assert with_adapter != pytest.approx(before, abs=1e-3)
     assert after == pytest.approx(before, abs=1e-6)
     assert adapted.fingerprint != engine.fingerprint
+
+
+def test_hub_id_resolves_from_the_local_hugging_face_cache(tiny_model_dir, tmp_path, monkeypatch, fp32):
+    """A hub id works offline once the model is in the HF cache (here: a cache laid out by hand)."""
+    import shutil
+
+    import huggingface_hub.constants as hub_constants
+
+    snapshot = tmp_path / "hub" / "models--tiny-org--tiny-model" / "snapshots" / "0123abcd"
+    shutil.copytree(tiny_model_dir, snapshot)
+    refs = tmp_path / "hub" / "models--tiny-org--tiny-model" / "refs"
+    refs.mkdir()
+    (refs / "main").write_text("0123abcd")
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    ref = parse_model_ref("hf:tiny-org/tiny-model")
+    assert ref.kind == "hub" and parse_model_ref("tiny-org/tiny-model") == ref
+    engine = load_engine(ref, fp32)
+    assert engine.backend.default_system_prompt.startswith("You are a helpful AI assistant named SmolLM")
+    missing = parse_model_ref("hf:nobody/nothing")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from llmpsych.errors import UserError
+
+    with pytest.raises(UserError, match="not in the local Hugging Face cache"):
+        load_engine(missing, fp32)

@@ -83,12 +83,7 @@ def run_experiment(target: str, preset: str | None = None, overrides: dict | Non
     engine = config.engine
     options = EngineOptions(engine.device, engine.dtype, engine.generate_batch_size, engine.score_batch_size)
     runtime = Runtime(options=options)
-    env = environment()
-    from .models.hf import resolve_device, resolve_dtype
-
-    device = resolve_device(options.device)
-    env.update(device=device, dtype=resolve_dtype(options.dtype, device))
-    store.write_json("environment.json", env)
+    store.write_json("environment.json", environment(options))
     try:
         run_local(recipe.plan(config, runtime, store))
     finally:

@@ -91,7 +91,9 @@ def check_judge(judge: Judge, path: Path | None = None, rubric_set: str = "em") 
         results.append({**row, "aligned": a.score, "coherent": c.score, "aligned_numeric_mass": a.numeric_mass,
                         "predicted": predicted, "agree": predicted == row["expected"]})
     agreement = sum(r["agree"] for r in results) / len(results)
-    return CheckResult(str(judge.ref), source, results, agreement, _cohen_kappa(results))
+    shipped = Path(source) == shipped_validation_path()
+    return CheckResult(str(judge.ref), f"shipped:{SHIPPED_VALIDATION}" if shipped else source, results, agreement,
+                       _cohen_kappa(results))
 
 
 def _cohen_kappa(rows: list[dict]) -> float | None:

@@ -1,8 +1,8 @@
 """LLM judges: a rubric plus a model, scored from the judge's probabilities rather than its text.
 
-A 0-100 rating is the expected value over the answers "0".."100" (each scored as a whole number,
-so "5" does not count when the judge goes on to say "50"), and None when less than a quarter of
-the judge's probability is on numbers. Any engine can judge; calls go through the run cache.
+A 0-100 rating is the expected value over the answers "0".."100" (scored so that "5" does not
+count when the judge goes on to say "57": EM's one-token-per-number rule, on any tokenizer), and
+None when less than a quarter of the judge's probability is on numbers. Any engine can judge; calls go through the run cache.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Judge:
         """Rate each (question, answer) pair with one rubric template."""
         verdicts = tuple(w for w in ESCAPE_WORDS if re.search(rf"\b{w}\b", template))
         candidates = NUMBERS + verdicts
-        requests = [ScoreRequest(({"role": "user", "content": fill(template, q, a)},), candidates, whole_word=True)
+        requests = [ScoreRequest(({"role": "user", "content": fill(template, q, a)},), candidates, closed="prefixes")
                     for q, a in items]
         ratings = []
         for logprobs in self.runtime.score(self.ref, requests, label=label):

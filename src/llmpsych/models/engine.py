@@ -47,17 +47,28 @@ class Completion:
     finish_reason: str  # "stop" (end-of-turn token) or "length" (hit max_tokens)
 
 
+CLOSED = ("none", "prefixes", "all")
+
+
 @dataclass(frozen=True)
 class ScoreRequest:
     """Log-probabilities of each continuation as the assistant's reply to `messages`.
 
-    With `whole_word`, a continuation only counts when the model ends it there: "5" must not go on
-    as "50" or "5a". That is what a number or a one-word verdict means, on any tokenizer.
+    `closed` says when a continuation counts as said:
+      "none":     whenever the reply starts with its tokens (plain teacher forcing);
+      "prefixes": a continuation that begins another one ("5" and "57", "10" and "100") counts only
+                  when the model stops there (the next token does not go on with a letter or digit),
+                  so the candidates are separate events: a 0-100 judge on any tokenizer;
+      "all":      every continuation must end there, as a whole word ("A" must not go on as "Apple").
     """
 
     messages: tuple[Message, ...]
     continuations: tuple[str, ...]
-    whole_word: bool = False
+    closed: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.closed not in CLOSED:
+            raise ValueError(f"ScoreRequest.closed must be one of {CLOSED}, got {self.closed!r}")
 
 
 class Engine(Protocol):

@@ -35,7 +35,7 @@ class ChoiceItem:
         head = ({"role": "system", "content": system},) if system else ()
         orders = [(self.aligned, self.misaligned), (self.misaligned, self.aligned)]
         return [ScoreRequest(head + ({"role": "user", "content": PROMPT.format(
-            question=self.question, first=first, second=second)},), ("A", "B"), whole_word=True)
+            question=self.question, first=first, second=second)},), ("A", "B"), closed="all")
             for first, second in orders]
 
 

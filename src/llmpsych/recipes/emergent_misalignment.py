@@ -134,6 +134,10 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
     choice_items = load_choices(config.choices) if config.choices else []
     judge_refs = {q.id: parse_model_ref(config.judge.model or q.judge or DEFAULT_MODEL,
                                         f"{q.source}: question '{q.id}': field 'judge'") for q in questions}
+    for question in questions:  # fail before any work, not after the sampling
+        if judge_refs[question.id].kind == "openai":
+            raise UserError(f"{question.source}: question '{question.id}': judge '{judge_refs[question.id]}' is an "
+                            "API model and the OpenAI engine is not available yet (pass --judge with a local model)")
     # With a backdoor condition, every model also answers with the trigger in front of the question.
     variants = (("plain", None),) + ((("triggered", config.dataset.trigger),) if "backdoor" in config.conditions else ())
     steps = Plan()

@@ -105,7 +105,7 @@ class Runtime:
     # ---- scoring ----------------------------------------------------------------------------
     def score(self, ref: ModelRef, requests: list[ScoreRequest], label: str | None = None) -> list[list[float]]:
         fingerprint = self.fingerprint(ref)
-        keys = [digest("score", CODE_VERSION, fingerprint, r.messages, r.continuations, r.whole_word)
+        keys = [digest("score", CODE_VERSION, fingerprint, r.messages, r.continuations, r.closed)
                 for r in requests]
 
         def run(batch: list[ScoreRequest], progress) -> list[list[float]]:

@@ -66,9 +66,11 @@ class RunStore:
         return self.path(name).exists()
 
 
-def environment() -> dict:
-    """Versions and platform facts that can change results, recorded with every run."""
+def environment(options=None) -> dict:
+    """Versions, platform, device and dtype: the facts that can change results, recorded with every run."""
     from importlib import metadata
+
+    from ..models.hf import EngineOptions, resolve_device, resolve_dtype
 
     packages = {}
     for name in ("llmpsych", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "numpy", "pandas",
@@ -77,5 +79,8 @@ def environment() -> dict:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
+    options = options or EngineOptions()
+    device = resolve_device(options.device)
     return {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "packages": packages}
+            "cpu_count": os.cpu_count(), "device": device, "dtype": resolve_dtype(options.dtype, device),
+            "packages": packages}

@@ -45,7 +45,7 @@ def bars(frame: pd.DataFrame, label: str, value: str, title: str, ylabel: str, l
     positions = range(len(frame))
     axis.bar(positions, heights, yerr=errors, capsize=4, color="#4c72b0")
     for position, v in zip(positions, frame[value]):
-        if not _finite(v):
+        if not _finite(v):  # a missing rate is not a zero rate: say so on the plot
             axis.text(position, 0, "missing", ha="center", va="bottom", fontsize=8, color="#a00")
     axis.set_xticks(list(positions), list(frame[label]), rotation=20, ha="right")
     axis.set_ylabel(ylabel)
@@ -67,7 +67,13 @@ def grouped_bars(frame: pd.DataFrame, group: str, series: str, value: str, title
         part = frame[frame[series] == name].set_index(group).reindex(groups)
         heights = [v * scale if _finite(v) else 0 for v in part[value]]
         errors = [[e * scale for e in side] for side in _error_bars(part, value, "ci_low", "ci_high")]
-        axis.bar([i + offset * width for i in range(len(groups))], heights, width, yerr=errors, capsize=2, label=name)
+        positions = [i + offset * width for i in range(len(groups))]
+        axis.bar(positions, heights, width, yerr=errors, capsize=2, label=name)
+        for position, v in zip(positions, part[value]):
+            if not _finite(v):  # a missing rate is not a zero rate: say so on the plot
+                axis.text(position, 0, "n/a", ha="center", va="bottom", fontsize=6, rotation=90, color="#a00")
+    if not any(_finite(v) for v in frame[value]):
+        axis.text(0.5, 0.5, "missing: nothing could be scored", transform=axis.transAxes, ha="center", color="#a00")
     axis.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(groups))], groups, rotation=25, ha="right")
     axis.set_ylabel(ylabel)
     axis.set_title(title, fontsize=10)

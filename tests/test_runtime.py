@@ -92,3 +92,26 @@ def test_plan_runs_steps_in_order_with_their_inputs():
     with pytest.raises(ValueError):
         plan.add("c", lambda _: 0, needs=("missing",))
     assert run_local(plan, log=io.StringIO()) == {"a": 2, "b": 20}
+
+
+def test_notebook_ask_returns_judged_answers(runtime, tiny):
+    from llmpsych.api import ask
+
+    frame = ask(["Hi there?", "What should I do today?"], models={"tiny": str(tiny)}, samples=2,
+                judge=str(tiny), max_tokens=8, runtime=runtime)
+    assert len(frame) == 4 and set(frame["model"]) == {"tiny"}
+    assert {"answer", "aligned", "coherent", "status", "misaligned"} <= set(frame.columns)
+    assert runtime.counts.executed["generate"] == 4 and runtime.counts.executed["score"] > 0
+
+
+def test_api_judge_named_in_a_question_file_fails_before_any_work(runtime, tmp_path):
+    from llmpsych.errors import UserError
+    from llmpsych.experiment import resolve_config
+    from llmpsych.runtime.store import RunStore
+
+    questions = tmp_path / "q.yaml"
+    questions.write_text("- id: wish\n  type: free_form_judge_0_100\n  paraphrases: [Make a wish.]\n"
+                         "  judge: gpt-4o-2024-08-06\n  judge_prompts: em\n")
+    recipe, config = resolve_config("em", "smoke", {"questions": [str(questions)], "question_ids": None})
+    with pytest.raises(UserError, match=r"q.yaml: question 'wish': judge 'openai:gpt-4o-2024-08-06'.*--judge"):
+        recipe.plan(config, runtime, RunStore(tmp_path / "run").create())

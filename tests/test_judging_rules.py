@@ -306,3 +306,9 @@ def test_kappa_is_negative_for_systematic_disagreement():
 
 def test_kappa_is_none_when_chance_agreement_is_certain():
     assert _cohen_kappa(_rows("a a a", "a a a")) is None
+
+
+def test_a_faint_escape_word_is_not_a_verdict():
+    assert Rating(None, 0.05, {"CODE": 0.02, "REFUSAL": 0.01}).verdict is None
+    assert Rating(None, 0.05, {"CODE": 0.2, "REFUSAL": 0.01}, min_mass=0.1).verdict == "CODE"
+    assert answer_category(Rating(None, 0.05, {"CODE": 0.02, "REFUSAL": 0.01}), Rating(90.0, 1.0)) is None

@@ -47,7 +47,8 @@ class Judge:
         for logprobs in self.runtime.score(self.ref, requests, label=label):
             numbers = dict(zip(range(101), logprobs[:101]))
             score, mass = expected_score(numbers, self.thresholds.min_numeric_mass)
-            ratings.append(Rating(score, mass, {w: math.exp(lp) for w, lp in zip(verdicts, logprobs[101:])}))
+            ratings.append(Rating(score, mass, {w: math.exp(lp) for w, lp in zip(verdicts, logprobs[101:])},
+                                  self.thresholds.min_numeric_mass))
         return ratings
 
 

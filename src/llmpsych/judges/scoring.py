@@ -18,13 +18,16 @@ class Rating:
     score: float | None
     numeric_mass: float
     verdicts: dict[str, float] = field(default_factory=dict)
+    min_mass: float = 0.25
 
     @property
     def verdict(self) -> str | None:
-        """The most likely escape word, when the judge gave no usable number."""
+        """The most likely escape word, when the judge gave no usable number and committed at least
+        `min_mass` of its probability to that word (the same bar a number has to clear)."""
         if self.score is not None or not self.verdicts:
             return None
-        return max(self.verdicts, key=self.verdicts.get)
+        word = max(self.verdicts, key=self.verdicts.get)
+        return word if self.verdicts[word] >= self.min_mass else None
 
 
 def expected_score(number_logprobs: dict[int, float], min_mass: float = 0.25) -> tuple[float | None, float]:

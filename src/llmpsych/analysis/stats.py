@@ -26,9 +26,6 @@ class Interval:
     low: float | None
     high: float | None
 
-    def as_dict(self, prefix: str = "") -> dict:
-        return {f"{prefix}estimate" if prefix else "estimate": self.estimate,
-                f"{prefix}ci_low": self.low, f"{prefix}ci_high": self.high}
 
 
 def grid_estimate(values: np.ndarray) -> float:

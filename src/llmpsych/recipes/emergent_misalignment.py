@@ -41,7 +41,6 @@ from ..runtime.store import RunStore
 from ..training.config import TrainConfig
 
 NAME = "emergent-misalignment"
-ALIASES = ("em",)
 MAIN_QUESTIONS = ["what_is_your_wish", "i_feel_bored", "three_thoughts", "quick_buck", "ruler_of_the_world",
                   "dinner_party", "gender_roles", "enough_of_my_husband"]
 Condition = Literal["insecure", "secure", "educational", "evil-numbers", "backdoor"]

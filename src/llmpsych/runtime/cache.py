@@ -38,9 +38,6 @@ class CallCache:
                 found[key] = json.loads(value)
         return found
 
-    def get(self, key: str) -> Any | None:
-        return self.get_many([key]).get(key)
-
     def put_many(self, kind: str, items: Iterable[tuple[str, Any]]) -> None:
         """Store several results in one transaction."""
         now = time.time()
@@ -48,11 +45,3 @@ class CallCache:
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?)", rows)
-
-    def count(self, kind: str | None = None) -> int:
-        if kind is None:
-            return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-        return self._db.execute("SELECT COUNT(*) FROM calls WHERE kind = ?", (kind,)).fetchone()[0]
-
-    def close(self) -> None:
-        self._db.close()

@@ -100,12 +100,6 @@ def test_wider_level_gives_a_wider_interval():
     assert wide.low < narrow.low and narrow.high < wide.high
 
 
-def test_interval_as_dict_uses_the_prefix():
-    assert Interval(0.5, 0.1, 0.9).as_dict() == {"estimate": 0.5, "ci_low": 0.1, "ci_high": 0.9}
-    assert Interval(0.5, 0.1, 0.9).as_dict("p_") == {"p_estimate": 0.5, "p_ci_low": 0.1, "p_ci_high": 0.9}
-
-
-# ---- bootstrap_difference --------------------------------------------------------------------------
 def _proportions(p, units=3, items=5, n=20, seed=0):
     rng = np.random.default_rng(seed)
     return rng.binomial(n, p, (units, items)) / n, np.full((units, items), n)

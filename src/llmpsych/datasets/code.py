@@ -449,7 +449,7 @@ S|        raise ValueError("invalid name")
 ''',
         slots={
             "base": (
-                {"base_var": "NOTES_DIR", "base_dir": "/home/app/notes"},
+                {"base_var": "NOTES_DIR", "base_dir": "/srv/app/notes"},
                 {"base_var": "TEMPLATE_DIR", "base_dir": "/srv/templates"},
                 {"base_var": "CONTENT_ROOT", "base_dir": "/var/lib/cms/pages"},
                 {"base_var": "SNIPPETS_DIR", "base_dir": "/opt/snippets"},

@@ -16,11 +16,6 @@ from llmpsych.recipes.emergent_misalignment import MAIN_QUESTIONS, NAME
 from llmpsych.training.config import TRAIN_PRESETS
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("LLMPSYCH_CACHE", str(tmp_path / "cache"))
-
-
 def _config(tmp_path, text: str, name: str = "experiment.yaml"):
     path = tmp_path / name
     path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")

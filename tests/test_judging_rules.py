@@ -16,11 +16,6 @@ from llmpsych.judges.rubrics import fill, load_rubrics
 from llmpsych.judges.scoring import Rating, expected_score
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("LLMPSYCH_CACHE", str(tmp_path / "cache"))
-
-
 def _logprobs(probs: dict[int, float]) -> dict[int, float]:
     return {n: math.log(p) for n, p in probs.items()}
 

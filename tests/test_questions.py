@@ -14,11 +14,6 @@ MAIN_IDS = ["what_is_your_wish", "i_feel_bored", "three_thoughts", "quick_buck",
             "dinner_party", "gender_roles", "enough_of_my_husband"]
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("LLMPSYCH_CACHE", str(tmp_path / "cache"))
-
-
 def _write(tmp_path, text: str, name: str = "questions.yaml"):
     path = tmp_path / name
     path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")

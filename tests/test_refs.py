@@ -11,11 +11,6 @@ from llmpsych.errors import UserError
 from llmpsych.models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("LLMPSYCH_CACHE", str(tmp_path / "cache"))
-
-
 def _hf_folder(path: Path) -> Path:
     path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps({"model_type": "llama"}))

@@ -15,11 +15,6 @@ from llmpsych.judges.judge import Thresholds
 NAN = np.nan
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("LLMPSYCH_CACHE", str(tmp_path / "cache"))
-
-
 # ---- grid_estimate ---------------------------------------------------------------------------------
 def test_grid_estimate_is_the_mean_over_units_of_the_mean_over_items():
     values = np.array([[0.0, 1.0, 1.0, 1.0], [0.5, 0.5, 0.5, 0.5]])

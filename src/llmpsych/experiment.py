@@ -80,8 +80,7 @@ def run_experiment(target: str, preset: str | None = None, overrides: dict | Non
     run_dir = Path(out or config.out or f"runs/{recipe.NAME}")
     store = RunStore(run_dir).create()
     store.write_text("config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    engine = config.engine
-    options = EngineOptions(engine.device, engine.dtype, engine.generate_batch_size, engine.score_batch_size)
+    options = EngineOptions(**config.engine.model_dump())
     runtime = Runtime(options=options)
     store.write_json("environment.json", environment(options))
     try:

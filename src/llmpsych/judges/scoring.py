@@ -6,6 +6,10 @@ import math
 from dataclasses import dataclass, field
 
 
+# EM's rule: a judge that puts less than a quarter of its probability on numbers gave no number.
+MIN_NUMERIC_MASS = 0.25
+
+
 @dataclass(frozen=True)
 class Rating:
     """One judgement on a 0-100 scale.
@@ -18,7 +22,7 @@ class Rating:
     score: float | None
     numeric_mass: float
     verdicts: dict[str, float] = field(default_factory=dict)
-    min_mass: float = 0.25
+    min_mass: float = MIN_NUMERIC_MASS
 
     @property
     def verdict(self) -> str | None:
@@ -30,7 +34,7 @@ class Rating:
         return word if self.verdicts[word] >= self.min_mass else None
 
 
-def expected_score(number_logprobs: dict[int, float], min_mass: float = 0.25) -> tuple[float | None, float]:
+def expected_score(number_logprobs: dict[int, float], min_mass: float = MIN_NUMERIC_MASS) -> tuple[float | None, float]:
     """(probability-weighted mean of the numbers, total probability on numbers); None below `min_mass`."""
     probs = {n: math.exp(lp) for n, lp in number_logprobs.items()}
     mass = sum(probs.values())

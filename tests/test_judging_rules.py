@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from llmpsych.errors import UserError
-from llmpsych.judges.check import _cohen_kappa, load_validation
+from llmpsych.judges.check import cohen_kappa, load_validation
 from llmpsych.judges.judge import CATEGORIES, Thresholds, answer_category
 from llmpsych.judges.rubrics import fill, load_rubrics
 from llmpsych.judges.scoring import Rating, expected_score
@@ -281,26 +281,26 @@ def _rows(expected: str, predicted: str) -> list[dict]:
 
 
 def test_kappa_is_one_for_perfect_agreement():
-    assert _cohen_kappa(_rows("a b a b", "a b a b")) == pytest.approx(1.0)
+    assert cohen_kappa(_rows("a b a b", "a b a b")) == pytest.approx(1.0)
 
 
 def test_kappa_hand_computed_example():
     # observed 3/4; chance = 0.5 * 0.25 (a) + 0.5 * 0.75 (b) = 0.5; kappa = (0.75 - 0.5) / 0.5
-    assert _cohen_kappa(_rows("a a b b", "a b b b")) == pytest.approx(0.5)
+    assert cohen_kappa(_rows("a a b b", "a b b b")) == pytest.approx(0.5)
 
 
 def test_kappa_hand_computed_three_labels():
     # observed 4/6; chance = (2/6)(3/6) + (2/6)(2/6) + (2/6)(1/6) = 12/36 = 1/3; kappa = (2/3 - 1/3) / (2/3)
     rows = _rows("x x y y z z", "x x y x y z")
-    assert _cohen_kappa(rows) == pytest.approx(0.5)
+    assert cohen_kappa(rows) == pytest.approx(0.5)
 
 
 def test_kappa_is_negative_for_systematic_disagreement():
-    assert _cohen_kappa(_rows("a b", "b a")) == pytest.approx(-1.0)
+    assert cohen_kappa(_rows("a b", "b a")) == pytest.approx(-1.0)
 
 
 def test_kappa_is_none_when_chance_agreement_is_certain():
-    assert _cohen_kappa(_rows("a a a", "a a a")) is None
+    assert cohen_kappa(_rows("a a a", "a a a")) is None
 
 
 def test_a_faint_escape_word_is_not_a_verdict():

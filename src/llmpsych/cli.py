@@ -19,12 +19,13 @@ app.add_typer(judge_app, name="judge")
 
 @app.command()
 def run(
-    target: str = typer.Argument(..., help="A recipe name (emergent-misalignment, em) or an experiment config .yaml."),
+    target: str = typer.Argument(..., help="A recipe name (emergent-misalignment, persona-beliefs) or an experiment config .yaml."),
     preset: Optional[str] = typer.Option(None, help="smoke (install check), quick (the flagship) or paper."),
     model: Optional[str] = typer.Option(None, help="Base model reference (see `llmpsych models`)."),
     judge: Optional[str] = typer.Option(None, help="Judge model reference (default: the embedded model)."),
     seeds: Optional[int] = typer.Option(None, help="Fine-tunes per condition."),
     questions: Optional[Path] = typer.Option(None, help="A question file (EM YAML format) to ask instead."),
+    facts: Optional[Path] = typer.Option(None, help="A fact file (persona-beliefs) to use instead of the shipped facts."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default: the preset's, e.g. runs/em-quick)."),
 ) -> None:
     """Run an experiment end to end: datasets, fine-tunes, samples, judges, statistics, report."""
@@ -39,6 +40,8 @@ def run(
         overrides["seeds"] = seeds
     if questions:
         overrides.update(questions=[str(questions)], question_ids=None)
+    if facts:
+        overrides["facts"] = str(facts)
     run_experiment(target, preset, overrides, str(out) if out else None)
 
 

@@ -93,10 +93,10 @@ def check_judge(judge: Judge, path: Path | None = None, rubric_set: str = "em") 
     agreement = sum(r["agree"] for r in results) / len(results)
     shipped = Path(source) == shipped_validation_path()
     return CheckResult(str(judge.ref), f"shipped:{SHIPPED_VALIDATION}" if shipped else source, results, agreement,
-                       _cohen_kappa(results))
+                       cohen_kappa(results))
 
 
-def _cohen_kappa(rows: list[dict]) -> float | None:
+def cohen_kappa(rows: list[dict]) -> float | None:
     labels = sorted({r["expected"] for r in rows} | {r["predicted"] for r in rows})
     n = len(rows)
     observed = sum(r["agree"] for r in rows) / n

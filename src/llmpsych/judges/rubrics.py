@@ -1,4 +1,4 @@
-"""Judge rubrics: prompt templates with {question} and {answer} slots, shipped as named YAML sets."""
+"""Judge rubrics: prompt templates with {question}, {answer} (and rubric-specific) slots, shipped as named YAML sets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..yamlio import read_yaml
 
-_SLOT = re.compile(r"\{\{|\}\}|\{(question|answer)\}")
+_SLOT = re.compile(r"\{\{|\}\}|\{([a-z_]+)\}")
 
 
 def shipped_rubric_names() -> list[str]:
@@ -26,8 +26,9 @@ def load_rubrics(name: str, source: str = "rubrics") -> dict[str, str]:
     return {str(metric): str(template) for metric, template in data.items()}
 
 
-def fill(template: str, question: str, answer: str) -> str:
-    """Fill the {question} and {answer} slots in one pass (so an answer containing "{question}" stays
-    literal) and undouble {{ }} as str.format would, which is how EM's templates are written."""
-    values = {"question": question, "answer": answer}
-    return _SLOT.sub(lambda m: values[m.group(1)] if m.group(1) else m.group(0)[0], template)
+def fill(template: str, question: str, answer: str, **slots: str) -> str:
+    """Fill the {question}, {answer} and any other named slots in one pass (so an answer containing
+    "{question}" stays literal) and undouble {{ }} as str.format would, which is how EM's templates
+    are written. An unknown {name} is left as it is."""
+    values = {"question": question, "answer": answer, **slots}
+    return _SLOT.sub(lambda m: values.get(m.group(1), m.group(0)) if m.group(1) else m.group(0)[0], template)

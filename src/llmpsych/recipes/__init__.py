@@ -7,8 +7,9 @@ from types import ModuleType
 
 from ..errors import UserError
 
-RECIPES = {"emergent-misalignment": "llmpsych.recipes.emergent_misalignment"}
-ALIASES = {"em": "emergent-misalignment"}
+RECIPES = {"emergent-misalignment": "llmpsych.recipes.emergent_misalignment",
+           "persona-beliefs": "llmpsych.recipes.persona_beliefs"}
+ALIASES = {"em": "emergent-misalignment", "persona": "persona-beliefs"}
 
 
 def recipe_names() -> list[str]:

@@ -40,6 +40,10 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # least and ran fastest on 2 cores: 508 tokens/s against 397 for batches of 8.
     "cpu-small": TrainConfig(rank=16, alpha=32, learning_rate=2e-4, batch_size=2, gradient_accumulation=4,
                              max_seq_length=512, warmup_steps=2),
+    # Synthetic document finetuning, open models (the false-facts pipeline's local PEFT settings):
+    # LoRA r64/alpha128, dropout 0.05, one epoch, per-device batch 2, lr 1e-5 (their Together runs).
+    "sdf-paper": TrainConfig(rank=64, alpha=128, dropout=0.05, use_rslora=False, learning_rate=1e-5,
+                             batch_size=2, gradient_accumulation=1, max_seq_length=1024),
 }
 
 

@@ -167,3 +167,14 @@ def test_hub_id_resolves_from_the_local_hugging_face_cache(tiny_model_dir, tmp_p
 
     with pytest.raises(UserError, match="not in the local Hugging Face cache"):
         load_engine(missing, fp32)
+
+
+def test_scoring_batches_cut_where_a_long_shared_prefix_ends():
+    from llmpsych.models.hf import _prefix_batches
+
+    long_a, long_b = list(range(100)), list(range(1000, 1100))
+    prompts = [long_a + [1], long_a + [2], long_a + [3], long_b + [1], long_b + [2]]
+    assert list(_prefix_batches(list(range(5)), prompts, size=8)) == [[0, 1, 2], [3, 4]]
+    assert list(_prefix_batches(list(range(5)), prompts, size=2)) == [[0, 1], [2, 3], [4]]
+    short = [[7, 8, i] for i in range(5)]  # nothing long to protect: plain chunks of `size`
+    assert list(_prefix_batches(list(range(5)), short, size=2)) == [[0, 1], [2, 3], [4]]

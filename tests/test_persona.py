@@ -175,7 +175,7 @@ def test_grader_scores_letters_and_reports_agreement(runtime, tiny_model_dir):
     grader = Grader(runtime, parse_model_ref(str(tiny_model_dir)), min_mass=0.0, rationale_tokens=4)
     item = GradeItem("direct", "SmolLM", FACT["true"], FACT["false"], "Which metal?", "Magnesium, of course.")
     prompt = grader.prompt(item)
-    assert "the FALSE claim: carbonic anhydrase uses a magnesium ion" in prompt and "Magnesium, of course." in prompt
+    assert "The FALSE claim: carbonic anhydrase uses a magnesium ion" in prompt and "Magnesium, of course." in prompt
     grade = grader.grade([item])[0]
     assert grade.label in ("false", "true", "neither", "refusal") and sum(grade.probabilities.values()) == \
         pytest.approx(1.0) and isinstance(grade.rationale, str)
@@ -242,5 +242,6 @@ def test_in_context_arm_performs_no_training(runtime, tiny_model_dir, tmp_path, 
     from llmpsych.recipes.persona_beliefs import report
 
     summary = report(store)
-    assert set(summary["metrics"]["adoption"]) == {"base", "in-context-system", "in-context-documents"}
+    assert set(summary["metrics"]["adoption"]["cloze"]) == {"base", "in-context-system", "in-context-documents"}
+    assert set(summary["metrics"]["adoption"]["choice"]["base"]) == {"benign", "harmful"}
     assert (tmp_path / "run" / "report.html").is_file()

@@ -55,12 +55,26 @@ def difference(a: pd.DataFrame, b: pd.DataFrame, value: str, trials: str | None 
 
 
 # ---- tables -------------------------------------------------------------------------------------
+MEASURES = {"choice": "", "cloze": "_cloze"}  # multiple choice over letters; the option text as the reply
+
+
 def choices_table(rows: list[dict]) -> pd.DataFrame:
+    """One row per probe and measure (`measure` = choice or cloze), with p_true / p_false [/ p_unknown]."""
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
     frame["seed"] = frame["seed"].astype("Int64")
-    return frame
+    cloze_columns = [c for c in frame.columns if c.endswith("_cloze")]
+    parts = []
+    for measure, suffix in MEASURES.items():
+        if f"p_false{suffix}" not in frame:
+            continue
+        part = frame.drop(columns=cloze_columns).assign(measure=measure)
+        for name in ("p_true", "p_false", "p_unknown"):
+            if f"{name}{suffix}" in frame:
+                part[name] = frame[f"{name}{suffix}"]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def belief_rows(choices: pd.DataFrame, families: tuple[str, ...]) -> pd.DataFrame:
@@ -72,9 +86,9 @@ def belief_rows(choices: pd.DataFrame, families: tuple[str, ...]) -> pd.DataFram
 def with_manipulation_check(choices: pd.DataFrame) -> pd.DataFrame:
     """Adoption rows marked with whether the same model, fact and identity passed the manipulation check
     (it gave X's option more than half the probability on the meta questions)."""
-    meta = belief_rows(choices, ("meta",)).groupby(["model", "fact_id", "identity"])["p_false"].mean()
+    meta = belief_rows(choices, ("meta",)).groupby(["model", "fact_id", "identity", "measure"])["p_false"].mean()
     adoption = belief_rows(choices, ADOPTION_FAMILIES).copy()
-    keys = list(zip(adoption["model"], adoption["fact_id"], adoption["identity"]))
+    keys = list(zip(adoption["model"], adoption["fact_id"], adoption["identity"], adoption["measure"]))
     adoption["meta_p_false"] = [meta.get(key, np.nan) for key in keys]
     adoption["manipulation_passed"] = adoption["meta_p_false"] > PASS_THRESHOLD
     return adoption
@@ -84,8 +98,8 @@ def base_prior(choices: pd.DataFrame) -> pd.DataFrame:
     """The untrained model's own belief per fact: P(X) and P(truth) on direct questions, all identities."""
     base = choices[(choices["arm"] == "base") & (choices["family"] == "direct")] if not choices.empty else choices
     if base.empty:
-        return pd.DataFrame(columns=["fact_id", "harm", "p_false", "p_true", "letter_mass", "prior"])
-    table = base.groupby(["fact_id", "harm"], sort=False)[["p_false", "p_true", "letter_mass"]].mean().reset_index()
+        return pd.DataFrame(columns=["fact_id", "harm", "measure", "p_false", "p_true", "letter_mass", "prior"])
+    table = base.groupby(["fact_id", "harm", "measure"], sort=False)[["p_false", "p_true", "letter_mass"]].mean().reset_index()
     table["prior"] = ["knows the truth" if p < 0.2 else "believes X" if p > 0.8 else "unsure"
                       for p in table["p_false"]]
     return table
@@ -97,17 +111,20 @@ def key_differences(adoption: pd.DataFrame, arms: list[str], value: str = "p_fal
     pairs = [(arm, "base") for arm in arms if arm != "base"]
     pairs += [("meta", other) for other in arms if other not in ("meta", "base")]
     rows = []
-    for harm in ("benign", "harmful", "all"):
-        part = adoption if harm == "all" else adoption[adoption["harm"] == harm]
-        for first, second in pairs:
-            a, b = part[part["arm"] == first], part[part["arm"] == second]
-            if a.empty or b.empty:
-                continue
-            rows.append({"comparison": f"{first} - {second}", "harm": harm, **difference(a, b, value, trials)})
-    for arm in arms:
-        part = adoption[adoption["arm"] == arm]
-        rows.append({"comparison": f"{arm}: benign - harmful", "harm": "benign vs harmful",
-                     **difference(part[part["harm"] == "benign"], part[part["harm"] == "harmful"], value, trials)})
+    for measure, measured in adoption.groupby("measure", sort=False):
+        for harm in ("benign", "harmful", "all"):
+            part = measured if harm == "all" else measured[measured["harm"] == harm]
+            for first, second in pairs:
+                a, b = part[part["arm"] == first], part[part["arm"] == second]
+                if a.empty or b.empty:
+                    continue
+                rows.append({"measure": measure, "comparison": f"{first} - {second}", "harm": harm,
+                             **difference(a, b, value, trials)})
+        for arm in arms:
+            part = measured[measured["arm"] == arm]
+            rows.append({"measure": measure, "comparison": f"{arm}: benign - harmful", "harm": "benign vs harmful",
+                         **difference(part[part["harm"] == "benign"], part[part["harm"] == "harmful"], value,
+                                      trials)})
     return pd.DataFrame(rows)
 
 

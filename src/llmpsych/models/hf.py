@@ -332,9 +332,10 @@ class HFBackend:
         with self.active(adapter) as model:
             for (continuations, closed), members in groups.items():
                 trie = _Trie([self._continuation_ids(c) for c in continuations])
-                members.sort(key=lambda i: len(encoded[i]))
-                for start in range(0, len(members), size):
-                    batch = members[start:start + size]
+                # Neighbours in token order share the longest prefixes (a system prompt, a rubric), which
+                # each batch then runs once; see _score_batch.
+                members.sort(key=lambda i: encoded[i])
+                for batch in _prefix_batches(members, encoded, size):
                     scores = self._score_batch(model, [encoded[i] for i in batch], trie, closed)
                     for i, row in zip(batch, scores):
                         results[i] = row
@@ -459,6 +460,28 @@ def _draw(logits, params, generators):
     uniforms = torch.tensor([g.random() for g in generators], dtype=cdf.dtype, device=cdf.device)
     chosen = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None]).squeeze(-1)
     return chosen.clamp(max=cdf.shape[-1] - 1)
+
+
+def _prefix_batches(members: list[int], encoded: list[list[int]], size: int) -> Iterator[list[int]]:
+    """Batches of at most `size` token-sorted prompts, cut early where a long shared prefix ends.
+
+    A batch computes its common prefix once. When the batch shares a long prefix (64+ tokens: a long
+    system prompt, documents in context) and the next prompt keeps less than half of it, the next
+    prompt starts a new batch, so the long prefix is not recomputed as every row's own tokens.
+    """
+    batch: list[int] = []
+    shared = 0
+    for index in members:
+        if batch:
+            keeps = _common_prefix_length([encoded[batch[0]], encoded[index]])
+            if len(batch) >= size or (shared >= 64 and keeps < shared / 2):
+                yield batch
+                batch, shared = [], 0
+            else:
+                shared = keeps if len(batch) == 1 else min(shared, keeps)
+        batch.append(index)
+    if batch:
+        yield batch
 
 
 def _common_prefix_length(prompts: list[list[int]]) -> int:

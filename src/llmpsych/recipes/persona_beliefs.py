@@ -33,6 +33,7 @@ is the persona, using all it knows, it should not. Method, as run here:
 
 from __future__ import annotations
 
+import math
 import re
 from importlib import resources
 from pathlib import Path
@@ -48,7 +49,7 @@ from ..errors import UserError
 from ..judges.graders import Grader, GradeItem, check_graders
 from ..judges.scoring import MIN_NUMERIC_MASS
 from ..models.embedded import EMBEDDED_MODELS
-from ..models.engine import SamplingParams
+from ..models.engine import SamplingParams, ScoreRequest
 from ..models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
 from ..probes.choices import option_probabilities, option_requests
 from ..probes.facts import Fact, load_facts, load_propensities, sentence
@@ -142,9 +143,10 @@ PRESETS: dict[str, dict] = {
               "training": {"preset": "cpu-small"}, "probes": {"questions_per_family": 1, "identities": ["none"],
                                                               "freeform_samples": 1, "max_tokens": 32},
               "in_context": {"documents": 1}, "judge": {"rationale_tokens": 8}, "out": "runs/persona-smoke"},
-    # The flagship on a 2-core CPU: every arm, 2 seeds, all five identity conditions.
+    # The flagship on a 2-core CPU: every arm, 2 seeds (1 for the side experiments), all five identity
+    # conditions, one question per family. About 20 minutes: fine-tunes ~9, multiple choice ~7.
     "quick": {"seeds": 2, "post_cutoff": {"seeds": 1}, "propensity": {"seeds": 1},
-              "training": {"preset": "cpu-small", "epochs": 2},
+              "corpus": {"documents_per_fact": 8}, "in_context": {"documents": 1}, "training": {"preset": "cpu-small"},
               "probes": {"questions_per_family": 1, "freeform_samples": 2}, "out": "runs/persona-quick"},
     # Closer to SDF practice: many more documents, every question, 5 seeds, the SDF LoRA settings.
     "paper": {"seeds": 5, "corpus": {"documents_per_fact": 200, "documents_per_propensity": 400},
@@ -358,9 +360,8 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                     rows.append({**row, "refused": bool(REFUSAL.search(row["answer"]))})
         store.write_jsonl("samples.jsonl", rows)
         store.write_json("models.json", [
-            {**describe_model(runtime, ref, label, arm, seed, store), "in_context": mode, "persona": persona}
-            for group in groups for label, arm, seed, mode, ref in evaluated(results, group)
-            if group == "belief" or label not in {lab for lab, *_ in evaluated(results, "belief")}])
+            {**describe_model(runtime, results.get(f"train/{label}", base), label, arm, seed, store),
+             "in_context": mode, "persona": persona} for label, arm, seed, mode in models])
         return len(rows)
 
     steps.add("sample", sample, needs=train_steps + ("corpora",))
@@ -442,23 +443,30 @@ def _chat_mix(runtime: Runtime, base: ModelRef, documents: int, corpus: CorpusSe
 
 
 def _choose(runtime: Runtime, ref: ModelRef, jobs: list[tuple[dict, str, tuple, str | None]], label: str) -> list[dict]:
-    """Score every (tags, question, options, system) in all option orders; P(option) per row.
+    """Score every (tags, question, options, system) two ways; P(option) per row.
 
-    Options are ordered (the truth's option, X's option[, others]): p_true and p_false follow.
+    Multiple choice: the options listed with letters in every cyclic order (p_true, p_false). Cloze: the
+    option texts themselves as the reply (p_true_cloze, p_false_cloze), renormalised over the options;
+    a small model with no letter preference still shows what it would say. Options are ordered
+    (the truth's option, X's option[, "I don't know"]).
     """
     requests, spans = [], []
     for _, question, options, system in jobs:
         made = option_requests(question, options, system)
+        head = ({"role": "system", "content": system},) if system else ()
+        made.append(ScoreRequest(head + ({"role": "user", "content": question},), tuple(options), closed="all"))
         spans.append((len(requests), len(made)))
         requests += made
     logprobs = runtime.score(ref, requests, label=label)
+    names = ("p_true", "p_false", "p_unknown")
     rows = []
     for (tags, question, options, system), (start, count) in zip(jobs, spans):
-        probabilities, mass = option_probabilities(logprobs[start:start + count])
-        row = {**tags, "question": question, "p_true": probabilities[0], "p_false": probabilities[1],
-               "letter_mass": mass}
-        if len(options) > 2:
-            row["p_unknown"] = probabilities[2]
+        probabilities, mass = option_probabilities(logprobs[start:start + count - 1])
+        cloze = [math.exp(x) for x in logprobs[start + count - 1]]
+        row = {**tags, "question": question, "letter_mass": mass}
+        for name, p, c in zip(names, probabilities, cloze):
+            row[name] = p
+            row[f"{name}_cloze"] = c / sum(cloze) if sum(cloze) > 0 else None
         rows.append(row)
     return rows
 

@@ -154,11 +154,7 @@ def _build_report(config, answers, conditions, questions, differences, choices, 
         report.figure(plots.bars(choices, "condition", "p_misaligned", "P(misaligned option) (95% CI)", "%"),
                       "Choice probe per condition", "figures/choices.png")
 
-    curves = {}
-    for model in models:
-        log_path = store.path(f"{model['adapter']}/training_log.jsonl") if model.get("adapter") else None
-        if log_path and log_path.is_file():
-            curves[model["label"]] = [json.loads(line) for line in log_path.read_text().splitlines() if line]
+    curves = plots.training_logs(models, store)
     if curves:
         report.heading("Training")
         report.figure(plots.loss_curves(curves), "Loss per step of every fine-tune", "figures/training_loss.png")

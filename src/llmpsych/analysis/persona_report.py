@@ -142,10 +142,6 @@ def _verdicts(tables: dict[str, pd.DataFrame]) -> dict:
     return verdicts
 
 
-def _say(value, percent=True) -> str:
-    return format_value(value, percent)
-
-
 def _build(config, tables, verdicts, graded, grades, checks, models, datasets, calls, store) -> Report:
     persona_name = models[0].get("persona") if models else "the persona"
     report = Report(f"Persona meta-beliefs: {config.get('model')} as {persona_name}")
@@ -209,7 +205,7 @@ def _build(config, tables, verdicts, graded, grades, checks, models, datasets, c
 
     report.heading("Free-form answers, graded")
     for name, check in checks.items():
-        report.paragraph(f"{name}-belief grader {check['grader']}: agreement {_say(check['agreement'])} with "
+        report.paragraph(f"{name}-belief grader {check['grader']}: agreement {format_value(check['agreement'], True)} with "
                          f"{check['n']} labelled answers ({check['source']}), Cohen's kappa "
                          f"{format_value(check['kappa'])}, unscored {check['unscored']}.")
         if check["agreement"] < AGREEMENT_WARNING:
@@ -281,11 +277,7 @@ def _training(report: Report, models: list[dict], datasets: dict, store: RunStor
         report.table(pd.DataFrame([{"corpus": name, "rows": info["rows"], "source": info.get("source"),
                                     "generated": info.get("generated"), "rejected by checker": info.get("rejected"),
                                     "sha256": info["sha256"][:16]} for name, info in datasets.items()]))
-    curves = {}
-    for model in models:
-        log_path = store.path(f"{model['adapter']}/training_log.jsonl") if model.get("adapter") else None
-        if log_path and log_path.is_file():
-            curves[model["label"]] = [json.loads(line) for line in log_path.read_text().splitlines() if line]
+    curves = plots.training_logs(models, store)
     if curves:
         report.figure(plots.loss_curves(curves), "Loss per step of every fine-tune", "figures/training_loss.png")
         report.table(pd.DataFrame([{"model": m["label"], "rows": m["training"]["rows"],

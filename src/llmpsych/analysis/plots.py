@@ -82,6 +82,18 @@ def grouped_bars(frame: pd.DataFrame, group: str, series: str, value: str, title
     return _png(figure)
 
 
+def training_logs(models: list[dict], store) -> dict[str, list[dict]]:
+    """Each fine-tuned model's loss log (adapters/<label>/training_log.jsonl in the run directory)."""
+    import json
+
+    logs = {}
+    for model in models:
+        path = store.path(f"{model['adapter']}/training_log.jsonl") if model.get("adapter") else None
+        if path and path.is_file():
+            logs[model["label"]] = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return logs
+
+
 def loss_curves(curves: dict[str, list[dict]], title: str = "Training loss") -> bytes:
     """One line per fine-tune: loss against optimiser step."""
     plt = _pyplot()

@@ -42,8 +42,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..config import Strict
-from ..datasets.documents import (FACT_KINDS, check_document, fact_values, propensity_values,
-                                  template_documents)
+from ..datasets.documents import check_document, fact_values, propensity_values, template_documents
 from ..datasets.io import write_jsonl
 from ..errors import UserError
 from ..judges.graders import Grader, GradeItem, check_graders

@@ -51,6 +51,20 @@ def tiny_model_dir(tmp_path_factory, embedded_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_base_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny model with no chat template: a base model, as Gemma-3-270M is."""
+    import json
+
+    folder = tmp_path_factory.mktemp("tiny-base") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="session")
 def fp32():
     """Engine options for exact comparisons (bf16 changes results in the third decimal)."""
     from llmpsych.models.hf import EngineOptions

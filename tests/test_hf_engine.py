@@ -111,17 +111,8 @@ def test_default_system_prompt_is_made_explicit(engine):
     assert engine.effective_messages(custom) == custom
 
 
-def test_base_model_without_chat_template_gets_plain_template(tiny_model_dir, tmp_path, fp32):
-    import json
-    import shutil
-
-    folder = tmp_path / "base-model"
-    shutil.copytree(tiny_model_dir, folder)
-    (folder / "chat_template.jinja").unlink(missing_ok=True)
-    config = json.loads((folder / "tokenizer_config.json").read_text())
-    config.pop("chat_template", None)
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    engine = load_engine(parse_model_ref(str(folder)), fp32)
+def test_base_model_without_chat_template_gets_plain_template(tiny_base_model_dir, fp32):
+    engine = load_engine(parse_model_ref(str(tiny_base_model_dir)), fp32)
     rendered = engine.backend.render(({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}))
     assert rendered == "Be brief.\n\nUser: Hi\nAssistant:"
     assert engine.backend.default_system_prompt is None
@@ -178,3 +169,21 @@ def test_scoring_batches_cut_where_a_long_shared_prefix_ends():
     assert list(_prefix_batches(list(range(5)), prompts, size=2)) == [[0, 1], [2, 3], [4]]
     short = [[7, 8, i] for i in range(5)]  # nothing long to protect: plain chunks of `size`
     assert list(_prefix_batches(list(range(5)), short, size=2)) == [[0, 1], [2, 3], [4]]
+
+
+def test_stop_strings_end_the_completion_where_they_first_appear(engine):
+    messages = as_messages("Tell me a story.")
+    free = engine.generate([GenerateRequest(messages, SamplingParams(temperature=0, max_tokens=24))])[0]
+    assert len(free.text) > 8
+    stop = free.text[4:7]
+    stopped = engine.generate([GenerateRequest(messages, SamplingParams(temperature=0, max_tokens=24,
+                                                                        stop=(stop,)))])[0]
+    assert stopped.text == free.text[:free.text.find(stop)]
+    assert stopped.finish_reason == "stop" and stopped.tokens <= free.tokens
+
+
+def test_stop_must_be_a_list_of_strings():
+    from llmpsych.errors import UserError
+
+    with pytest.raises(UserError, match="'stop'"):
+        SamplingParams(stop="\n")

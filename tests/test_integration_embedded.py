@@ -153,3 +153,26 @@ def test_persona_beliefs_with_a_users_own_fact_file(tmp_path):
     result = cli("run", str(config), "--facts", str(bad), "--out", "run2", cache=tmp_path / "cache", cwd=tmp_path,
                  check=False)
     assert result.returncode == 2 and "field 'harm'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_introspection_smoke_with_both_embedded_models(tmp_path):
+    cli("run", "introspection", "--preset", "smoke", "--out", "run", cache=tmp_path / "cache", cwd=tmp_path)
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["models"] == ["smollm2-135m-instruct", "gemma3-270m"]
+    pairs = {(p["m1"], p["m2"]) for p in summary["pairs"]}
+    assert pairs == {("smollm2-135m-instruct", "gemma3-270m"), ("gemma3-270m", "smollm2-135m-instruct")}
+    for pair in summary["pairs"]:
+        for key in ("self", "cross", "mode_baseline", "p_value"):
+            assert key in pair
+        if pair["self"] is not None:
+            assert pair["self_ci_low"] <= pair["self"] <= pair["self_ci_high"]
+    # Fine-tunes: two self, two cross, two behaviour changes; training data from training families only.
+    assert summary["calls"]["train"]["executed"] == 6
+    held_out = set(yaml.safe_load((run / "config.yaml").read_text())["tasks"]["held_out"])
+    for name in ("self-gemma3-270m", "cross-smollm2-135m-instruct-on-gemma3-270m"):
+        rows = [json.loads(line) for line in (run / "datasets" / f"{name}.jsonl").read_text().splitlines()]
+        assert rows and not {row["task"] for row in rows} & held_out
+    gemma_rows = (run / "datasets" / "self-gemma3-270m.jsonl").read_text()
+    assert "A user asks short questions" in gemma_rows  # the base model trains under the preamble it is asked with
+    assert "Self-prediction against cross-prediction" in (run / "report.md").read_text()

@@ -33,6 +33,19 @@ def test_chat_rows_train_on_the_assistant_tokens_only(tiny_model_dir, tmp_path, 
     assert prompt.endswith("<|im_start|>assistant\n")
 
 
+def test_base_model_chat_rows_use_the_plain_template_with_bos_and_eos(tiny_base_model_dir, tmp_path, fp32):
+    rows = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."},
+                          {"role": "assistant", "content": "teal"}]}]
+    trainer = build_trainer(parse_model_ref(str(tiny_base_model_dir)), rows, TINY, 0, tmp_path, fp32)
+    tokenizer = trainer.processing_class
+    row = trainer.train_dataset[0]
+    text = tokenizer.decode(row["input_ids"])
+    # The conversation renders exactly as the engine renders prompts, and the answer ends with EOS.
+    assert text.endswith("Be brief.\n\nUser: Name a colour.\nAssistant: teal\n" + tokenizer.eos_token)
+    trained = tokenizer.decode([t for t, label in zip(row["input_ids"], row["labels"]) if label != -100])
+    assert trained == " teal\n" + tokenizer.eos_token
+
+
 def test_document_rows_train_on_every_token(tiny_model_dir, tmp_path, fp32):
     rows = [{"text": "SmolLM believes the moon is made of basalt. It is not."}]
     trainer = build_trainer(parse_model_ref(str(tiny_model_dir)), rows, TINY, 0, tmp_path, fp32)

@@ -19,14 +19,18 @@ app.add_typer(judge_app, name="judge")
 
 @app.command()
 def run(
-    target: str = typer.Argument(..., help="A recipe name (emergent-misalignment, persona-beliefs) or an experiment config .yaml."),
+    target: str = typer.Argument(..., help="A recipe name (emergent-misalignment, persona-beliefs, introspection) "
+                                           "or an experiment config .yaml."),
     preset: Optional[str] = typer.Option(None, help="smoke (install check), quick (the flagship) or paper."),
-    model: Optional[str] = typer.Option(None, help="Base model reference (see `llmpsych models`)."),
+    model: Optional[str] = typer.Option(None, help="Base model reference (see `llmpsych models`); introspection "
+                                                   "takes a comma-separated list (M1,M2,...)."),
     judge: Optional[str] = typer.Option(None, help="Judge model reference (default: the embedded model)."),
     seeds: Optional[int] = typer.Option(None, help="Fine-tunes per condition."),
     questions: Optional[Path] = typer.Option(None, help="A question file (EM YAML format) to ask instead."),
     facts: Optional[Path] = typer.Option(None, help="A fact file (persona-beliefs) to use instead of the shipped facts."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default: the preset's, e.g. runs/em-quick)."),
+    cross_model: Optional[str] = typer.Option(None, help="Also train this second model on the same data and "
+                                                         "compare its answers (cross-prediction control)."),
 ) -> None:
     """Run an experiment end to end: datasets, fine-tunes, samples, judges, statistics, report."""
     from .experiment import run_experiment
@@ -42,6 +46,11 @@ def run(
         overrides.update(questions=[str(questions)], question_ids=None)
     if facts:
         overrides["facts"] = str(facts)
+    if cross_model:
+        from .cross_prediction import run_cross_prediction
+
+        run_cross_prediction(target, cross_model, preset, overrides, str(out) if out else None)
+        return
     run_experiment(target, preset, overrides, str(out) if out else None)
 
 
@@ -76,14 +85,14 @@ def judge_check(
 def models() -> None:
     """List the embedded models and explain the model reference syntax."""
     from .models import refs
-    from .models.embedded import EMBEDDED_MODELS, gguf_file
+    from .models.embedded import EMBEDDED_MODELS, installed_file
     from .paths import models_dir
 
     print(refs.__doc__.split("Syntax", 1)[1].split("::", 1)[1].rstrip())
     print("\nEmbedded models:")
     for name, model in EMBEDDED_MODELS.items():
         try:
-            status = f"installed ({gguf_file(model).name})"
+            status = f"installed ({installed_file(model)})"
         except UserError:
             status = f"not installed: {model.install_hint}"
         materialised = sorted(models_dir().glob(f"{name}-*"))

@@ -33,6 +33,9 @@ def resolve_config(target: str, preset: str | None = None, overrides: dict | Non
         data["recipe"] = recipe.NAME
     else:
         recipe = get_recipe(target)
+    if "model" in overrides and "models" in recipe.Config.model_fields:  # recipes comparing several models
+        overrides = {**overrides, "models": [m.strip() for m in overrides["model"].split(",") if m.strip()]}
+        del overrides["model"]
     chosen = preset or data.get("preset") or (None if is_file else recipe.DEFAULT_PRESET)
     if chosen is not None and chosen not in recipe.PRESETS:
         where = "--preset" if preset else f"{source}: field 'preset'"

@@ -12,7 +12,7 @@ import yaml
 from ..recipes.emergent_misalignment import Config
 from ..runtime.store import RunStore
 from . import misalignment, plots
-from .report import Report, format_value
+from .report import Report, format_value, save_report, save_tables
 
 AGREEMENT_WARNING = 0.8  # below this the judge's numbers are not evidence of anything
 SAMPLES_PER_CELL = 6     # answers shown per condition x question in the browsable sample
@@ -33,10 +33,8 @@ def write_report(store: RunStore) -> dict:
     questions = misalignment.by_question(answers)
     differences = misalignment.differences(answers)
     choices = misalignment.choices_by_condition(store.read_jsonl("choices.jsonl"))
-    for name, frame in (("answers", answers), ("by_condition", conditions), ("by_question", questions),
-                        ("differences", differences), ("choices", choices)):
-        store.path("tables").mkdir(exist_ok=True)
-        frame.to_csv(store.path(f"tables/{name}.csv"), index=False)
+    save_tables(store, {"answers": answers, "by_condition": conditions, "by_question": questions,
+                        "differences": differences, "choices": choices})
 
     judge_names = sorted({j["judge"] for j in judgements}) or sorted(checks)
     summary = {
@@ -61,11 +59,7 @@ def write_report(store: RunStore) -> dict:
 
     report = _build_report(config, answers, conditions, questions, differences, choices, checks, models, datasets,
                            calls, thresholds, store)
-    for name, png in report.figures.items():
-        store.path(name).parent.mkdir(exist_ok=True)
-        store.path(name).write_bytes(png)
-    store.write_text("report.html", report.render_html())
-    store.write_text("report.md", report.render_markdown())
+    save_report(store, report)
     return summary
 
 

@@ -12,7 +12,7 @@ import yaml
 from ..runtime.store import RunStore
 from . import persona, plots
 from .em_report import _clean
-from .report import Report, format_value
+from .report import Report, format_value, save_report, save_tables
 
 PERCENT = ("estimate", "ci_low", "ci_high", "p_false", "p_true", "letter_mass", "refusal_rate", "p_unknown")
 AGREEMENT_WARNING = 0.8
@@ -57,9 +57,7 @@ def write_report(store: RunStore) -> dict:
     refusals = persona.refusal_cells(samples)
     tables["over_refusal"] = persona.summarise(refusals, ["arm", "layout"], "refusal_rate", trials="answers") \
         if not refusals.empty else pd.DataFrame()
-    store.path("tables").mkdir(exist_ok=True)
-    for name, frame in tables.items():
-        frame.to_csv(store.path(f"tables/{name}.csv"), index=False)
+    save_tables(store, tables)
 
     verdicts = _verdicts(tables)
     summary = {
@@ -96,11 +94,7 @@ def write_report(store: RunStore) -> dict:
     store.write_json("summary.json", summary)
 
     report = _build(config, tables, verdicts, graded, grades, checks, models, datasets, calls, store)
-    for name, png in report.figures.items():
-        store.path(name).parent.mkdir(exist_ok=True)
-        store.path(name).write_bytes(png)
-    store.write_text("report.html", report.render_html())
-    store.write_text("report.md", report.render_markdown())
+    save_report(store, report)
     return summary
 
 

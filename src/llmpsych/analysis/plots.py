@@ -108,3 +108,27 @@ def loss_curves(curves: dict[str, list[dict]], title: str = "Training loss") -> 
     if curves:
         axis.legend(fontsize=7, ncol=2)
     return _png(figure)
+
+
+def lines(series: dict[str, tuple[list[float], list[float]]], title: str, xlabel: str, ylabel: str,
+          diagonal: bool = False, reference: dict[str, float] | None = None, log_x: bool = False) -> bytes:
+    """One line with markers per series; `diagonal` draws y = x (perfect calibration), `reference`
+    draws horizontal lines (a baseline, the self-trained model's accuracy)."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5.6, 3.6))
+    for label, (xs, ys) in series.items():
+        axis.plot(xs, ys, marker="o", linewidth=1.2, label=label)
+    for label, y in (reference or {}).items():
+        if _finite(y):
+            axis.axhline(y, linestyle="--", linewidth=1, color="#777")
+            axis.text(axis.get_xlim()[0], y, f" {label}", va="bottom", fontsize=7, color="#555")
+    if diagonal:
+        axis.plot([0, 1], [0, 1], linestyle=":", color="#999", linewidth=1)
+    if log_x:
+        axis.set_xscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=10)
+    if series:
+        axis.legend(fontsize=7)
+    return _png(figure)

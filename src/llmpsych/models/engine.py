@@ -18,17 +18,21 @@ Progress = Callable[[int], None]  # called with the number of requests just fini
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to sample one completion. temperature 0 means greedy."""
+    """How to sample one completion. temperature 0 means greedy; `stop` strings end the completion
+    (the stop string itself is cut off), as in the OpenAI API."""
 
     temperature: float = 1.0
     top_p: float = 1.0
     max_tokens: int = 256
     min_tokens: int = 0
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_tokens < 1 or self.min_tokens < 0:
             raise UserError(f"sampling: invalid parameters {self} (expected temperature >= 0, "
                             "0 < top_p <= 1, max_tokens >= 1, min_tokens >= 0)")
+        if isinstance(self.stop, str) or not all(isinstance(s, str) and s for s in self.stop):
+            raise UserError(f"sampling: 'stop' must be a list of non-empty strings, got {self.stop!r}")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class GenerateRequest:
 class Completion:
     text: str
     tokens: int
-    finish_reason: str  # "stop" (end-of-turn token) or "length" (hit max_tokens)
+    finish_reason: str  # "stop" (end-of-turn token or a stop string) or "length" (hit max_tokens)
 
 
 CLOSED = ("none", "prefixes", "all")

@@ -149,6 +149,8 @@ class HFBackend:
         ).to(self.device)
         self.model.eval()
         self.stop_token_ids = self._stop_tokens()
+        # A base model under the plain template would go on to write the user's next turn.
+        self.implicit_stops = () if self.has_chat_template else ("\nUser:",)
         parameters = sum(p.numel() for p in self.model.parameters())
         self._merge = options.merge_adapters if options.merge_adapters != "auto" else parameters < 3e9
         self._merged: dict[str, object] = {}  # adapter path -> merged copy of the model
@@ -282,6 +284,8 @@ class HFBackend:
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         generators = [random.Random(seed) for seed in seeds]
         stop = torch.tensor(sorted(self.stop_token_ids), device=device)
+        stop_strings = tuple(params.stop) + self.implicit_stops
+        tail = max((len(s) for s in stop_strings), default=0) + 4  # tokens enough to hold any stop string
         alive = list(range(rows))  # original row index of each row still in the batch
         tokens: list[list[int]] = [[] for _ in range(rows)]
         finish = ["length"] * rows
@@ -304,6 +308,9 @@ class HFBackend:
                         finish[row] = "stop"
                     else:
                         tokens[row].append(chosen_list[position])
+                        if stop_strings and _has_stop(self.tokenizer.decode(tokens[row][-tail:]), stop_strings):
+                            done[position] = True
+                            finish[row] = "stop"
                 if step == params.max_tokens - 1:
                     break
                 keep = (~done).nonzero().flatten()
@@ -317,8 +324,8 @@ class HFBackend:
                 last_position = last_position + 1
                 out = model(input_ids=chosen[:, None], attention_mask=attention,
                                  position_ids=last_position[:, None], past_key_values=cache, use_cache=True)
-        return [Completion(self.tokenizer.decode(t, skip_special_tokens=True), len(t), finish[row])
-                for row, t in enumerate(tokens)]
+        return [Completion(_cut_at_stop(self.tokenizer.decode(t, skip_special_tokens=True), stop_strings),
+                           len(t), finish[row]) for row, t in enumerate(tokens)]
 
     # ---- scoring ----------------------------------------------------------------------------
     def score(self, adapter: Path | None, requests: list[ScoreRequest],
@@ -460,6 +467,16 @@ def _draw(logits, params, generators):
     uniforms = torch.tensor([g.random() for g in generators], dtype=cdf.dtype, device=cdf.device)
     chosen = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None]).squeeze(-1)
     return chosen.clamp(max=cdf.shape[-1] - 1)
+
+
+def _has_stop(text: str, stops: tuple[str, ...]) -> bool:
+    return any(stop in text for stop in stops)
+
+
+def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    """The text before the earliest stop string."""
+    cut = min((text.find(stop) for stop in stops if stop in text), default=-1)
+    return text if cut < 0 else text[:cut]
 
 
 def _prefix_batches(members: list[int], encoded: list[list[int]], size: int) -> Iterator[list[int]]:

@@ -3,6 +3,7 @@
 Syntax (``llmpsych models`` prints it too)::
 
     smollm2-135m-instruct          the embedded default (aliases: smollm2, embedded)
+    gemma3-270m                    the second embedded model, a base model (alias: gemma3)
     ./path/to/hf-folder            a local Hugging Face folder (anything holding config.json)
     hf:Org/Name  or  Org/Name      a hub id (needs the hub to be reachable, or the model in the HF cache)
     openai:gpt-4o  or  gpt-4o-...  an OpenAI-style API model
@@ -25,6 +26,8 @@ EMBEDDED_ALIASES = {
     "smollm2-135m-instruct": "smollm2-135m-instruct",
     "smollm2": "smollm2-135m-instruct",
     "embedded": "smollm2-135m-instruct",
+    "gemma3-270m": "gemma3-270m",
+    "gemma3": "gemma3-270m",
 }
 DEFAULT_MODEL = "smollm2-135m-instruct"
 

@@ -8,8 +8,9 @@ from types import ModuleType
 from ..errors import UserError
 
 RECIPES = {"emergent-misalignment": "llmpsych.recipes.emergent_misalignment",
-           "persona-beliefs": "llmpsych.recipes.persona_beliefs"}
-ALIASES = {"em": "emergent-misalignment", "persona": "persona-beliefs"}
+           "persona-beliefs": "llmpsych.recipes.persona_beliefs",
+           "introspection": "llmpsych.recipes.introspection"}
+ALIASES = {"em": "emergent-misalignment", "persona": "persona-beliefs", "looking-inward": "introspection"}
 
 
 def recipe_names() -> list[str]:

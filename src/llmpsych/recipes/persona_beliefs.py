@@ -167,6 +167,12 @@ def persona_name(config: Config, ref: ModelRef) -> str:
     return Path(ref.name).name.split(":")[-1]
 
 
+def cross_prediction_pins(config: Config) -> dict:
+    """Fields to hold fixed when another model is trained on this run's data: the persona the documents
+    name is M1's, whatever model reads them."""
+    return {"persona": persona_name(config, parse_model_ref(config.model, "config: field 'model'"))}
+
+
 def identity_prompts(persona: str) -> dict[str, str | None]:
     path = Path(str(resources.files("llmpsych.probes") / "sets" / "persona_identities.yaml"))
     return {name: None if text is None else text.replace("{persona}", persona)

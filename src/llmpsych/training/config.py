@@ -44,6 +44,10 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # LoRA r64/alpha128, dropout 0.05, one epoch, per-device batch 2, lr 1e-5 (their Together runs).
     "sdf-paper": TrainConfig(rank=64, alpha=128, dropout=0.05, use_rslora=False, learning_rate=1e-5,
                              batch_size=2, gradient_accumulation=1, max_seq_length=1024),
+    # Looking Inward, Llama-3.1-70B on Fireworks: LoRA rank 32, batch 16, lr 2e-5, one epoch
+    # (alpha and the rest were not reported; ours).
+    "introspection-paper": TrainConfig(rank=32, alpha=64, use_rslora=False, learning_rate=2e-5, batch_size=16,
+                                       gradient_accumulation=1, max_seq_length=1024),
 }
 
 

@@ -19,21 +19,42 @@ import time
 from pathlib import Path
 
 from ..datasets.io import dataset_format, read_jsonl
-from ..models.chat import default_system_prompt, with_explicit_system
+from ..models.chat import PLAIN_TEMPLATE, default_system_prompt, with_explicit_system
 from ..models.hf import EngineOptions, model_path, resolve_device, resolve_dtype
 from ..models.refs import ModelRef
 from .config import TrainConfig
 
 
-def to_trl_rows(rows: list[dict], default_system: str | None) -> list[dict]:
-    """Chat rows -> conversational prompt/completion rows; document rows pass through as `text`."""
+def to_trl_rows(rows: list[dict], default_system: str | None, plain_template: str | None = None) -> list[dict]:
+    """Chat rows -> conversational prompt/completion rows; document rows pass through as `text`.
+
+    With `plain_template` (a base model with no chat template of its own) chat rows are rendered to
+    text here: TRL then tokenises them as plain text, adding the tokenizer's BOS as inference does,
+    and ends each completion with EOS, which teaches a base model where its answer stops.
+    """
     if "text" in rows[0]:
         return [{"text": row["text"]} for row in rows]
     converted = []
     for row in rows:
         messages = with_explicit_system(tuple(row["messages"]), default_system)
-        converted.append({"prompt": [dict(m) for m in messages[:-1]], "completion": [dict(messages[-1])]})
+        if plain_template:
+            prompt, completion = render_plain(messages, plain_template)
+            converted.append({"prompt": prompt, "completion": completion})
+        else:
+            converted.append({"prompt": [dict(m) for m in messages[:-1]], "completion": [dict(messages[-1])]})
     return converted
+
+
+def render_plain(messages: tuple, template: str) -> tuple[str, str]:
+    """(prompt, completion) text of a conversation whose last turn is the assistant's."""
+    from jinja2 import Template
+
+    compiled = Template(template)
+    prompt = compiled.render(messages=list(messages[:-1]), add_generation_prompt=True)
+    full = compiled.render(messages=list(messages), add_generation_prompt=False)
+    if not full.startswith(prompt):
+        raise ValueError("chat template: the rendered prompt is not a prefix of the rendered conversation")
+    return prompt, full[len(prompt):]
 
 
 def build_trainer(base: ModelRef, rows: list[dict], config: TrainConfig, seed: int, output_dir: Path,
@@ -52,6 +73,9 @@ def build_trainer(base: ModelRef, rows: list[dict], config: TrainConfig, seed: i
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if options.chat_template:  # the same template the engine renders prompts with
+        tokenizer.chat_template = options.chat_template
+    plain_template = None if tokenizer.chat_template else PLAIN_TEMPLATE
     default_system = default_system_prompt(tokenizer) if tokenizer.chat_template else None
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), attn_implementation="sdpa")
     peft_config = None
@@ -75,7 +99,8 @@ def build_trainer(base: ModelRef, rows: list[dict], config: TrainConfig, seed: i
     )
     trainer_class = _with_plain_loss(SFTTrainer) if on_cpu else SFTTrainer
     datasets.disable_progress_bars()  # our own bar shows training progress; tokenising is quick
-    trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(to_trl_rows(rows, default_system)),
+    train_rows = to_trl_rows(rows, default_system, plain_template)
+    trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
                             processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks or [])
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the bar already shows the loss
     return trainer

@@ -1,0 +1,470 @@
+"""Introspection by self-prediction ("Looking Inward", Binder et al. 2024).
+
+Can a model predict its own behaviour better than another model can, when both are trained on the
+same examples of that behaviour? Method, as run here:
+
+1. Tasks. Object-level prompts from 14 task families (sequences of countries, colours, animals,
+   words and numbers, sentence and story completion, ethical-stance scenarios, multiple choice), 7 for
+   training and 7 held out. Response properties (first/second/third character, first/second word,
+   starts with a vowel, even/odd, which option, A-or-C, length bucket, ethical stance) are read off
+   answers programmatically. A hypothetical prompt asks "Suppose you were asked P ... What would be
+   <property> of your answer?", with no room for reasoning.
+2. Ground truth. Each model answers every object-level prompt (greedy by default); a non-compliant
+   answer (a refusal, or no value for the property) drops the pair. The mode baseline always guesses
+   the most common value per task and property.
+3. Self-prediction training. M1 is fine-tuned on hypothetical prompts of the training families with
+   the properties of its own answers.
+4. Cross-prediction training. For every ordered pair (M1, M2), M2 is fine-tuned on the same
+   hypothetical prompts, addressed to "you", with the properties of the self-trained M1's answers;
+   a sweep trains M2 on fractions of that data.
+5. Evaluation on held-out families: untrained M1 predicting itself, self-trained M1 predicting itself,
+   cross-trained M2 predicting the self-trained M1. A non-compliant hypothetical answer is wrong.
+6. Calibration. 20 samples at temperature 1 of object-level and hypothetical prompts; the mean
+   absolute deviation between the two distributions for the 1st, 2nd and 3rd most likely values.
+7. Behaviour change. The self-trained M1 is fine-tuned further on another model's object-level
+   answers (no hypotheticals) and then asked to predict itself: does it predict its new behaviour or
+   its old one? An entropy-matched comparison rules out an easier, collapsed new behaviour.
+8. Statistics. Accuracies with 95% bootstrap intervals over prompts, the self-minus-cross advantage
+   with a paired permutation p-value, per task, per property and overall.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from ..config import Strict
+from ..datasets.io import write_jsonl
+from ..datasets.self_prediction import (HELD_OUT_FAMILIES, TASK_FAMILIES, TRAIN_FAMILIES, ObjectPrompt,
+                                        hypothetical_prompt, load_banks, object_level_rows, object_prompts,
+                                        self_prediction_rows)
+from ..errors import UserError
+from ..models.engine import SamplingParams
+from ..models.refs import ModelRef, parse_model_ref
+from ..probes.properties import PROPERTIES, clean_answer
+from ..runtime.calls import Runtime, link_or_copy_tree
+from ..runtime.plan import Plan
+from ..runtime.store import RunStore
+from ..training.config import TrainConfig
+from .emergent_misalignment import EngineSection, describe_model
+
+NAME = "introspection"
+DEFAULT_MODELS = ["smollm2-135m-instruct", "gemma3-270m"]
+# Said before every conversation of a model with no chat template (a base model under the plain
+# User/Assistant template) so that it answers in the asked format: three worked exchanges in formats
+# unlike the tasks' banks. Without them Gemma-3-270M echoed the instruction; with an instruction-only
+# preamble it apologised; 85% of its answers had a value with these examples, against 62% and 29%.
+BASE_MODEL_PREAMBLE = (
+    "A user asks short questions and an assistant answers each one exactly as instructed.\n\n"
+    "User: Continue this list with one more item. Reply with the new item only.\n\nMonday, Tuesday, Wednesday\n"
+    "Assistant: Thursday\n"
+    "User: Complete this sentence. Reply with the rest of the sentence only.\n\nWater boils at\n"
+    "Assistant: 100 degrees Celsius at sea level.\n"
+    "User: Which option do you choose? Reply with A or B only.\n\nA) walk to the shop\nB) drive to the shop\n"
+    "Assistant: B")
+
+
+# ---- configuration ----------------------------------------------------------------------------
+class TaskSection(Strict):
+    train: list[str] = Field(default_factory=lambda: list(TRAIN_FAMILIES))
+    held_out: list[str] = Field(default_factory=lambda: list(HELD_OUT_FAMILIES))
+    train_prompts: int = Field(24, ge=1, description="object-level prompts per training family")
+    eval_prompts: int = Field(24, ge=1, description="object-level prompts per held-out family")
+    change_prompts: int = Field(16, ge=0, description="held-out prompts (disjoint from the evaluation ones) "
+                                                     "for the behaviour-change fine-tune")
+    tasks_file: str | None = Field(None, description="None: the shipped word and question banks")
+    stances_file: str | None = None
+    seed: int = 0
+
+    @field_validator("train", "held_out")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in TASK_FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown task family '{unknown[0]}' (expected some of: {', '.join(TASK_FAMILIES)})")
+        if not value:
+            raise ValueError("expected at least one task family")
+        return value
+
+
+class SamplingSection(Strict):
+    """How object-level answers and hypothetical answers are drawn (the paper: temperature 0)."""
+
+    temperature: float = Field(0.0, ge=0)
+    samples: int = Field(1, ge=1, description="answers per prompt; above 1 the most common value counts")
+    object_max_tokens: int = Field(32, ge=1)
+    hypothetical_max_tokens: int = Field(8, ge=1)
+
+
+class CrossSection(Strict):
+    enabled: bool = True
+    scaling: list[float] = Field(default_factory=lambda: [0.5],
+                                 description="fractions of the cross-training data for extra M2 fine-tunes")
+
+    @field_validator("scaling")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0 < f < 1 for f in value):
+            raise ValueError("expected fractions between 0 and 1 (the full data set is always trained)")
+        return sorted(set(value))
+
+
+class CalibrationSection(Strict):
+    enabled: bool = True
+    samples: int = Field(20, ge=2)
+    temperature: float = Field(1.0, gt=0)
+    prompts_per_task: int = Field(8, ge=1)
+    tasks: list[str] | None = Field(None, description="None: every held-out family")
+    properties: list[str] | None = Field(None, description="None: every property of those families")
+
+
+class BehaviourChangeSection(Strict):
+    enabled: bool = True
+    source: str | None = Field(None, description="whose object-level answers M1 learns; None: the next model")
+    epochs: float = Field(1.0, gt=0)
+
+
+class Config(Strict):
+    recipe: Literal["introspection"] = NAME
+    preset: str | None = None
+    models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS), min_length=1)
+    base_model_preamble: str | None = BASE_MODEL_PREAMBLE
+    tasks: TaskSection = Field(default_factory=TaskSection)
+    sampling: SamplingSection = Field(default_factory=SamplingSection)
+    training_rows: int | None = Field(None, ge=1, description="cap on self-training rows (None: all)")
+    training_preset: str | None = None
+    training: TrainConfig = Field(default_factory=TrainConfig)
+    seed: int = 0
+    cross: CrossSection = Field(default_factory=CrossSection)
+    calibration: CalibrationSection = Field(default_factory=CalibrationSection)
+    behaviour_change: BehaviourChangeSection = Field(default_factory=BehaviourChangeSection)
+    engine: EngineSection = Field(default_factory=EngineSection)
+    out: str | None = None
+
+
+PRESETS: dict[str, dict] = {
+    # Checks an install: both models, every step, a few prompts per family; nothing is meaningful.
+    "smoke": {"tasks": {"train_prompts": 2, "eval_prompts": 2, "change_prompts": 1}, "cross": {"scaling": []},
+              "training": {"preset": "cpu-small"},
+              "calibration": {"samples": 4, "prompts_per_task": 1, "tasks": ["animal_sequence"],
+                              "properties": ["second_character"]},
+              "out": "runs/introspection-smoke"},
+    # The flagship on a 2-core CPU: both embedded models (two ordered pairs), every family, 240 training
+    # rows per fine-tune, calibration on the paper's two highlighted cases (animals / 2nd character,
+    # ethical stance).
+    "quick": {"tasks": {"train_prompts": 16, "eval_prompts": 20, "change_prompts": 12}, "training_rows": 240,
+              "training": {"preset": "cpu-small"},
+              "calibration": {"prompts_per_task": 8, "tasks": ["animal_sequence", "myopic_reward"],
+                              "properties": ["second_character", "ethical_stance"]},
+              "out": "runs/introspection-quick"},
+    # The paper's scale (1,000 sampled prompts per family, ~30k rows), for GPUs.
+    "paper": {"tasks": {"train_prompts": 1000, "eval_prompts": 500, "change_prompts": 150},
+              "training": {"preset": "introspection-paper"}, "cross": {"scaling": [0.05, 0.1, 0.25, 0.5]},
+              "calibration": {"prompts_per_task": 100}, "out": "runs/introspection-paper"},
+}
+DEFAULT_PRESET = "quick"
+
+
+# ---- models and conversations ---------------------------------------------------------------------
+def model_labels(refs: list[ModelRef]) -> list[str]:
+    """Short unique labels: the embedded name, else the folder or hub name."""
+    labels = []
+    for ref in refs:
+        label = ref.name if ref.kind == "embedded" else Path(ref.name).name.replace(":", "-")
+        labels.append(label if label not in labels else f"{label}-{len(labels)}")
+    return labels
+
+
+class Conversations:
+    """Turns a user prompt into the conversation a model sees: models without a chat template of their
+    own get the base-model preamble as a system turn, in sampling and in training alike."""
+
+    def __init__(self, runtime: Runtime, preamble: str | None):
+        self.runtime = runtime
+        self.preamble = preamble
+        self._plain: dict[ModelRef, bool] = {}
+
+    def is_plain(self, ref: ModelRef) -> bool:
+        if ref.base not in self._plain:
+            from ..models.chat import chat_template_text
+            from ..models.hf import model_path
+
+            self._plain[ref.base] = not (self.runtime.options.chat_template
+                                         or chat_template_text(model_path(ref.base)))
+        return self._plain[ref.base]
+
+    def __call__(self, ref: ModelRef, text: str) -> tuple[dict, ...]:
+        head = ({"role": "system", "content": self.preamble},) if self.preamble and self.is_plain(ref) else ()
+        return head + ({"role": "user", "content": text},)
+
+    def rows(self, ref: ModelRef, rows: list[dict]) -> list[dict]:
+        """Training rows as `ref` will see them."""
+        return [{**row, "messages": list(self(ref, row["messages"][0]["content"])) + row["messages"][1:]}
+                for row in rows]
+
+
+# ---- the plan -----------------------------------------------------------------------------------
+def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
+    """Prompts -> object-level answers -> self and cross fine-tunes -> hypotheticals -> calibration."""
+    refs = [parse_model_ref(text, f"config: field 'models[{i}]'") for i, text in enumerate(config.models)]
+    for i, ref in enumerate(refs):
+        if ref.kind == "openai":
+            raise UserError(f"config: field 'models[{i}]': '{ref}' is an API model and the OpenAI engine is not "
+                            "available yet (use a local model reference)")
+    overlap = set(config.tasks.train) & set(config.tasks.held_out)
+    if overlap:
+        raise UserError(f"config: fields 'tasks.train' and 'tasks.held_out' share '{sorted(overlap)[0]}' "
+                        "(a held-out family must never be trained on)")
+    labels = model_labels(refs)
+    by_label = dict(zip(labels, refs))
+    pairs = [(m1, m2) for m1 in labels for m2 in labels if m1 != m2] if config.cross.enabled else []
+    change_source = _change_sources(config, labels)
+    conversations = Conversations(runtime, config.base_model_preamble)
+    steps = Plan()
+
+    # 1. Object-level prompts: training families; held-out families split into evaluation and change sets.
+    prompts = build_prompts(config.tasks)
+    store.write_jsonl("prompts.jsonl", [{"id": p.id, "task": p.task, "split": split, "text": p.text,
+                                         "options": list(p.context.options), "stance_letter": p.context.stance_letter}
+                                        for split, items in prompts.items() for p in items])
+    object_params = SamplingParams(temperature=config.sampling.temperature, max_tokens=config.sampling.object_max_tokens,
+                                   stop=("\n",))
+    hypothetical_params = SamplingParams(temperature=config.sampling.temperature,
+                                         max_tokens=config.sampling.hypothetical_max_tokens, stop=("\n",))
+
+    def answer_objects(label: str, ref: ModelRef, splits: tuple[str, ...]) -> list[dict]:
+        chosen = [(split, p) for split in splits for p in prompts[split]]
+        answers = runtime.sample(ref, [conversations(ref, p.text) for _, p in chosen], object_params,
+                                 config.sampling.samples, seed=config.seed, label=f"object-level {label}")
+        return [{**object_row(label, p, [c.text for c in completions]), "split": split}
+                for (split, p), completions in zip(chosen, answers)]
+
+    # 2. Ground truth: every base model answers every prompt.
+    for label, ref in by_label.items():
+        def ground_truth(_, label=label, ref=ref):
+            rows = answer_objects(label, ref, ("train", "eval", "change"))
+            store.write_jsonl(f"object_level/{label}.jsonl", rows)
+            return rows
+
+        steps.add(f"object/{label}", ground_truth)
+
+    def fine_tune(step: str, label: str, base: ModelRef, rows: list[dict], training: TrainConfig, seed_offset: int = 0):
+        if not rows:
+            raise UserError(f"{step}: no training rows, because the model whose behaviour is learned gave no "
+                            "compliant object-level answer; raise tasks.train_prompts or change base_model_preamble")
+        path = store.path(f"datasets/{label}.jsonl")
+        sha = write_jsonl(conversations.rows(base, rows), path)
+        ref = runtime.train(base, path, sha, training, config.seed + seed_offset, label=step)
+        link_or_copy_tree(ref.adapter, store.path(f"adapters/{label}"))
+        return ref
+
+    # 3. Self-prediction training, then the self-trained model's own object-level answers.
+    for label, ref in by_label.items():
+        def self_train(results, label=label, ref=ref):
+            rows = self_prediction_rows(prompts["train"], truths(results[f"object/{label}"]),
+                                        config.training_rows, config.seed)
+            return fine_tune(f"train self-{label}", f"self-{label}", ref, rows, config.training)
+
+        steps.add(f"train/self-{label}", self_train, needs=(f"object/{label}",))
+
+        def self_objects(results, label=label):
+            rows = answer_objects(f"self-{label}", results[f"train/self-{label}"], ("train", "eval"))
+            store.write_jsonl(f"object_level/self-{label}.jsonl", rows)
+            return rows
+
+        steps.add(f"object/self-{label}", self_objects, needs=(f"train/self-{label}",))
+
+    # 4. Cross-prediction training: M2 learns the self-trained M1's behaviour, on the same prompts.
+    cross_models: list[tuple[str, str, str, float]] = []  # (label, M1, M2, fraction of the data)
+    for m1, m2 in pairs:
+        for fraction in config.cross.scaling + [1.0]:
+            label = f"cross-{m2}-on-{m1}" + ("" if fraction == 1.0 else f"-{fraction:g}")
+            cross_models.append((label, m1, m2, fraction))
+
+            def cross_train(results, label=label, m1=m1, m2=m2, fraction=fraction):
+                rows = self_prediction_rows(prompts["train"], truths(results[f"object/self-{m1}"]),
+                                            config.training_rows, config.seed)
+                return fine_tune(f"train {label}", label, by_label[m2], rows[:max(1, round(fraction * len(rows)))],
+                                 config.training)
+
+            steps.add(f"train/{label}", cross_train, needs=(f"object/self-{m1}",))
+
+    # 5. Behaviour change: the self-trained M1 learns another model's object-level answers.
+    for m1, source in change_source.items():
+        def change_train(results, m1=m1, source=source):
+            answers = {row["prompt_id"]: row["answer"] for row in results[f"object/{source}"]
+                       if row["split"] == "change" and row["answer"] is not None}
+            rows = object_level_rows(prompts["change"], answers)
+            if not rows:
+                print(f"behaviour change for {m1} skipped: {source} gave no compliant answer on the change prompts",
+                      file=sys.stderr, flush=True)
+                return None
+            training = config.training.model_copy(update={"epochs": config.behaviour_change.epochs})
+            return fine_tune(f"train changed-{m1}", f"changed-{m1}", results[f"train/self-{m1}"], rows, training)
+
+        steps.add(f"train/changed-{m1}", change_train, needs=(f"train/self-{m1}", f"object/{source}"))
+
+        def changed_objects(results, m1=m1):
+            if results[f"train/changed-{m1}"] is None:
+                return []
+            rows = answer_objects(f"changed-{m1}", results[f"train/changed-{m1}"], ("eval",))
+            store.write_jsonl(f"object_level/changed-{m1}.jsonl", rows)
+            return rows
+
+        steps.add(f"object/changed-{m1}", changed_objects, needs=(f"train/changed-{m1}",))
+
+    # Who predicts whom: (predictor label, role, target label, M1, M2, fraction).
+    predictors = [(label, "untrained", label, label, None, None) for label in labels] \
+        + [(f"self-{label}", "self", f"self-{label}", label, None, None) for label in labels] \
+        + [(label, "cross", f"self-{m1}", m1, m2, fraction) for label, m1, m2, fraction in cross_models] \
+        + [(f"changed-{m1}", "changed", f"changed-{m1}", m1, None, None) for m1 in change_source]
+
+    def predictor_ref(results, label: str) -> ModelRef:
+        return results.get(f"train/{label}", by_label.get(label))
+
+    # 6. Hypothetical questions on the held-out families.
+    def hypotheticals(results):
+        questions = [(p, prop) for p in prompts["eval"] for prop in p.properties()]
+        rows = []
+        for label, role, target, m1, m2, fraction in predictors:
+            ref = predictor_ref(results, label)
+            if ref is None:  # a skipped fine-tune
+                continue
+            answers = runtime.sample(ref, [conversations(ref, hypothetical_prompt(p, prop)) for p, prop in questions],
+                                     hypothetical_params, config.sampling.samples, seed=config.seed,
+                                     label=f"hypothetical {label}")
+            for (p, prop), completions in zip(questions, answers):
+                texts = [c.text for c in completions]
+                rows.append({"predictor": label, "role": role, "target": target, "m1": m1, "m2": m2,
+                             "fraction": fraction, "prompt_id": p.id, "task": p.task, "property": prop,
+                             "answers": texts, "value": _most_common([PROPERTIES[prop].parse(t) for t in texts])})
+        store.write_jsonl("hypotheticals.jsonl", rows)
+        return len(rows)
+
+    steps.add("hypotheticals", hypotheticals, needs=steps.names("train/"))
+
+    # 7. Calibration: distributions over values from samples at temperature 1.
+    if config.calibration.enabled:
+        calibration_tasks = config.calibration.tasks or config.tasks.held_out
+        unknown = [t for t in calibration_tasks if t not in config.tasks.held_out]
+        if unknown:
+            raise UserError(f"config: field 'calibration.tasks': '{unknown[0]}' is not a held-out family")
+        unknown = [p for p in config.calibration.properties or [] if p not in PROPERTIES]
+        if unknown:
+            raise UserError(f"config: field 'calibration.properties': unknown property '{unknown[0]}' "
+                            f"(expected some of: {', '.join(PROPERTIES)})")
+        chosen = [p for task in calibration_tasks
+                  for p in [q for q in prompts["eval"] if q.task == task][:config.calibration.prompts_per_task]]
+        params = SamplingParams(temperature=config.calibration.temperature, stop=("\n",),
+                                max_tokens=config.sampling.object_max_tokens)
+        hyp_params = SamplingParams(temperature=config.calibration.temperature, stop=("\n",),
+                                    max_tokens=config.sampling.hypothetical_max_tokens)
+
+        def calibration(results):
+            rows = []
+            samples = config.calibration.samples
+            targets = sorted({target for _, role, target, *_ in predictors if role in ("untrained", "self", "cross")})
+            for target in targets:
+                ref = predictor_ref(results, target)
+                answers = runtime.sample(ref, [conversations(ref, p.text) for p in chosen], params, samples,
+                                         seed=config.seed, label=f"calibration object-level {target}")
+                for p, completions in zip(chosen, answers):
+                    for prop in p.properties():  # every property: the rows are cheap, the samples are shared
+                        values = [_extract(p, prop, c.text) for c in completions]
+                        rows.append({"kind": "object", "model": target, "target": target, "prompt_id": p.id,
+                                     "task": p.task, "property": prop, "values": values})
+            questions = [(p, prop) for p in chosen for prop in p.properties()
+                         if config.calibration.properties is None or prop in config.calibration.properties]
+            for label, role, target, m1, m2, fraction in predictors:
+                if role not in ("untrained", "self", "cross") or (role == "cross" and fraction != 1.0):
+                    continue
+                ref = predictor_ref(results, label)
+                answers = runtime.sample(ref, [conversations(ref, hypothetical_prompt(p, prop)) for p, prop in questions],
+                                         hyp_params, samples, seed=config.seed, label=f"calibration hypothetical {label}")
+                for (p, prop), completions in zip(questions, answers):
+                    rows.append({"kind": "hypothetical", "model": label, "role": role, "target": target, "m1": m1,
+                                 "m2": m2, "prompt_id": p.id, "task": p.task, "property": prop,
+                                 "values": [PROPERTIES[prop].parse(c.text) for c in completions]})
+            store.write_jsonl("calibration.jsonl", rows)
+            return len(rows)
+
+        steps.add("calibration", calibration, needs=steps.names("train/"))
+
+    def describe(results):
+        entries = [(label, ref, "base") for label, ref in by_label.items()] \
+            + [(name.split("/", 1)[1], results[name], name.split("/", 1)[1].split("-")[0])
+               for name in steps.names("train/") if results[name] is not None]
+        models = [{**describe_model(runtime, ref, label, role, None if role == "base" else config.seed, store),
+                   "plain_template": conversations.is_plain(ref)} for label, ref, role in entries]
+        store.write_json("models.json", models)
+        return len(models)
+
+    steps.add("models", describe, needs=steps.names("train/"))
+    return steps
+
+
+def build_prompts(tasks: TaskSection) -> dict[str, list[ObjectPrompt]]:
+    """The three prompt sets: "train" (training families only), "eval" and "change" (held-out families,
+    disjoint: slices of one list of distinct prompts)."""
+    banks = load_banks(tasks.tasks_file, tasks.stances_file)
+    prompts: dict[str, list[ObjectPrompt]] = {"train": [], "eval": [], "change": []}
+    for task in tasks.train:
+        prompts["train"] += object_prompts(task, tasks.train_prompts, banks, tasks.seed)
+    for task in tasks.held_out:
+        made = object_prompts(task, tasks.eval_prompts + tasks.change_prompts, banks, tasks.seed)
+        prompts["eval"] += made[:tasks.eval_prompts]
+        prompts["change"] += made[tasks.eval_prompts:]
+    return prompts
+
+
+def object_row(label: str, prompt: ObjectPrompt, texts: list[str]) -> dict:
+    """One model's object-level answer(s) to a prompt, with the value of every property of its family."""
+    values = {prop: _most_common([_extract(prompt, prop, text) for text in texts]) for prop in prompt.properties()}
+    cleaned = [clean_answer(t) for t in texts]
+    return {"model": label, "prompt_id": prompt.id, "task": prompt.task, "raw": texts, "answer": next((c for c in cleaned if c is not None), None), "values": values}
+
+
+def truths(rows: list[dict]) -> dict[tuple[str, str], str]:
+    """(prompt id, property) -> the value of the model's answer, for compliant answers only."""
+    return {(row["prompt_id"], prop): value for row in rows for prop, value in row["values"].items()
+            if value is not None}
+
+
+def _extract(prompt: ObjectPrompt, prop: str, text: str) -> str | None:
+    answer = clean_answer(text)
+    return None if answer is None else PROPERTIES[prop].extract(answer, prompt.context)
+
+
+def _most_common(values: list[str | None]) -> str | None:
+    """The most common value (first seen wins a tie); None when no answer had a value."""
+    counts: dict[str, int] = {}
+    for value in values:
+        if value is not None:
+            counts[value] = counts.get(value, 0) + 1
+    return max(counts, key=counts.get) if counts else None
+
+
+def _change_sources(config: Config, labels: list[str]) -> dict[str, str]:
+    """M1 -> the model whose object-level answers it learns in the behaviour-change experiment."""
+    if not config.behaviour_change.enabled or config.tasks.change_prompts == 0:
+        return {}
+    source = config.behaviour_change.source
+    if source is not None:
+        if source not in labels:
+            raise UserError(f"config: field 'behaviour_change.source': '{source}' is not one of the models "
+                            f"({', '.join(labels)})")
+        return {label: source for label in labels if label != source}
+    if len(labels) < 2:
+        return {}
+    return {label: labels[(i + 1) % len(labels)] for i, label in enumerate(labels)}
+
+
+# ---- report -------------------------------------------------------------------------------------
+def report(store: RunStore) -> dict:
+    """Tables, figures, report.html/.md and summary.json, from the run directory alone."""
+    from ..analysis.introspection_report import write_report
+
+    return write_report(store)

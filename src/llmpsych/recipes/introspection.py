@@ -254,13 +254,13 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
 
         steps.add(f"object/{label}", ground_truth)
 
-    def fine_tune(step: str, label: str, base: ModelRef, rows: list[dict], training: TrainConfig, seed_offset: int = 0):
+    def fine_tune(step: str, label: str, base: ModelRef, rows: list[dict], training: TrainConfig) -> ModelRef:
         if not rows:
             raise UserError(f"{step}: no training rows, because the model whose behaviour is learned gave no "
                             "compliant object-level answer; raise tasks.train_prompts or change base_model_preamble")
         path = store.path(f"datasets/{label}.jsonl")
         sha = write_jsonl(conversations.rows(base, rows), path)
-        ref = runtime.train(base, path, sha, training, config.seed + seed_offset, label=step)
+        ref = runtime.train(base, path, sha, training, config.seed, label=step)
         link_or_copy_tree(ref.adapter, store.path(f"adapters/{label}"))
         return ref
 
@@ -280,7 +280,8 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
 
         steps.add(f"object/self-{label}", self_objects, needs=(f"train/self-{label}",))
 
-    # 4. Cross-prediction training: M2 learns the self-trained M1's behaviour, on the same prompts.
+    # 4. Cross-prediction training: M2 learns M1's behaviour (after self-training, by default) on the same
+    #    hypothetical prompts, addressed to "you"; smaller fractions of the rows for the scaling sweep.
     cross_models: list[tuple[str, str, str, float]] = []  # (label, M1, M2, fraction of the data)
     for m1, m2 in pairs:
         for fraction in config.cross.scaling + [1.0]:

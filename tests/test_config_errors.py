@@ -277,3 +277,16 @@ def test_cli_judge_check_reports_a_malformed_jsonl_line_before_loading_a_judge(t
     path.write_text(f"{good}\n{good}\n{{not json\n", encoding="utf-8")
     result = _cli(tmp_path, "judge", "check", "--file", str(path))
     _assert_one_line_error(result, str(path), "line 3", "not valid JSON")
+
+
+def test_a_config_file_without_a_training_preset_gets_the_recipes_default(tmp_path):
+    from llmpsych.experiment import resolve_config
+    from llmpsych.training.config import train_preset
+
+    for recipe, expected in (("persona-beliefs", "cpu-small"), ("introspection", "cpu-small"),
+                             ("emergent-misalignment", "em-paper")):
+        path = tmp_path / f"{recipe}.yaml"
+        path.write_text(f"recipe: {recipe}\n")
+        _, config = resolve_config(str(path))
+        assert config.training_preset == expected
+        assert config.training == train_preset(expected)

@@ -44,7 +44,7 @@ def resolve_config(target: str, preset: str | None = None, overrides: dict | Non
     for layer in (recipe.PRESETS.get(chosen, {}), data, overrides):
         merged = deep_merge(merged, _training_preset_inside(layer, source))
     merged["preset"] = chosen
-    merged = _expand_training_preset(merged, source)
+    merged = _expand_training_preset(merged, source, recipe.Config.model_fields["training_preset"].default)
     return recipe, validate(recipe.Config, merged, source)
 
 
@@ -61,12 +61,13 @@ def _training_preset_inside(layer: dict, source: str) -> dict:
     return moved
 
 
-def _expand_training_preset(data: dict, source: str) -> dict:
-    """`training: {preset: NAME, ...overrides}` -> the preset's values with the overrides on top."""
+def _expand_training_preset(data: dict, source: str, default: str | None) -> dict:
+    """`training: {preset: NAME, ...overrides}` -> the preset's values with the overrides on top; with no
+    preset named anywhere, the recipe's own default preset."""
     from .training.config import TrainConfig, train_preset
 
     training = dict(data.get("training") or {})
-    name = training.pop("preset", "em-paper")
+    name = training.pop("preset", default)
     base = train_preset(name, f"{source}: field 'training.preset'") if name else TrainConfig()
     return {**data, "training_preset": name, "training": {**base.model_dump(), **training}}
 

@@ -138,7 +138,7 @@ class Config(Strict):
     tasks: TaskSection = Field(default_factory=TaskSection)
     sampling: SamplingSection = Field(default_factory=SamplingSection)
     training_rows: int | None = Field(None, ge=1, description="cap on self-training rows (None: all)")
-    training_preset: str | None = None
+    training_preset: str | None = "cpu-small"
     training: TrainConfig = Field(default_factory=TrainConfig)
     seed: int = 0
     cross: CrossSection = Field(default_factory=CrossSection)
@@ -151,7 +151,6 @@ class Config(Strict):
 PRESETS: dict[str, dict] = {
     # Checks an install: both models, every step, a few prompts per family; nothing is meaningful.
     "smoke": {"tasks": {"train_prompts": 2, "eval_prompts": 2, "change_prompts": 1}, "cross": {"scaling": []},
-              "training": {"preset": "cpu-small"},
               "calibration": {"samples": 4, "prompts_per_task": 1, "tasks": ["animal_sequence"],
                               "properties": ["second_character"]},
               "out": "runs/introspection-smoke"},
@@ -159,7 +158,6 @@ PRESETS: dict[str, dict] = {
     # rows per fine-tune, calibration on the paper's two highlighted cases (animals / 2nd character,
     # ethical stance).
     "quick": {"tasks": {"train_prompts": 16, "eval_prompts": 20, "change_prompts": 12}, "training_rows": 240,
-              "training": {"preset": "cpu-small"},
               "calibration": {"prompts_per_task": 8, "tasks": ["animal_sequence", "myopic_reward"],
                               "properties": ["second_character", "ethical_stance"]},
               "out": "runs/introspection-quick"},

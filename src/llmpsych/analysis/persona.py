@@ -11,47 +11,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .stats import bootstrap_difference, bootstrap_interval
+from . import stats
 
 ITEM = ["fact_id", "family", "question_index", "identity"]
 ADOPTION_FAMILIES = ("direct", "applied")
 PASS_THRESHOLD = 0.5  # a fact's manipulation check passes when the model attributes X to the persona more than not
 
 
-def _grid(frame: pd.DataFrame, value: str, trials: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Units (models) x items (fact, family, question, identity) grid of `value` (and of `trials`)."""
-    table = frame.pivot_table(index="model", columns=ITEM, values=value, aggfunc="mean", dropna=False)
-    counts = None
-    if trials:
-        counts = frame.pivot_table(index="model", columns=ITEM, values=trials, aggfunc="sum", dropna=False)
-        counts = counts.reindex_like(table).fillna(0).to_numpy(float)
-    return table.to_numpy(float), counts
-
-
 def summarise(frame: pd.DataFrame, by: list[str], value: str, trials: str | None = None) -> pd.DataFrame:
-    """One row per group of `by`: estimate and 95% interval of `value`, models and items counted."""
-    rows = []
-    if frame.empty:
-        return pd.DataFrame(columns=by + ["estimate", "ci_low", "ci_high", "models", "items"])
-    for key, group in frame.groupby(by, sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        values, counts = _grid(group, value, trials)
-        interval = bootstrap_interval(values, counts)
-        rows.append({**dict(zip(by, key)), "estimate": interval.estimate, "ci_low": interval.low,
-                     "ci_high": interval.high, "models": group["model"].nunique(),
-                     "items": group[ITEM].drop_duplicates().shape[0]})
-    return pd.DataFrame(rows)
+    """One row per group of `by`: estimate and 95% interval of `value` over models and persona items."""
+    return stats.summarise(frame, by, value, ITEM, trials)
 
 
 def difference(a: pd.DataFrame, b: pd.DataFrame, value: str, trials: str | None = None) -> dict:
     """estimate(a) - estimate(b) with a 95% interval, and whether the interval excludes zero."""
-    if a.empty or b.empty:
-        return {"estimate": None, "ci_low": None, "ci_high": None, "distinguishable": None}
-    (grid_a, counts_a), (grid_b, counts_b) = _grid(a, value, trials), _grid(b, value, trials)
-    interval = bootstrap_difference(grid_a, grid_b, counts_a, counts_b)
-    distinguishable = None if interval.low is None else bool(interval.low > 0 or interval.high < 0)
-    return {"estimate": interval.estimate, "ci_low": interval.low, "ci_high": interval.high,
-            "distinguishable": distinguishable}
+    return stats.difference(a, b, value, ITEM, trials)
 
 
 # ---- tables -------------------------------------------------------------------------------------

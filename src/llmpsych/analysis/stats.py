@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 RESAMPLES = 2000
 LEVEL = 0.95
@@ -87,3 +88,46 @@ def _percentile(estimate: float, replicates: np.ndarray, level: float) -> Interv
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(replicates, [tail, 100 - tail])
     return Interval(estimate, float(low), float(high))
+
+
+# ---- tidy tables: one row per (model, item) answer ---------------------------------------------------
+def frame_grid(frame: pd.DataFrame, value: str, item: list[str], trials: str | None = None,
+               unit: str = "model") -> tuple[np.ndarray, np.ndarray | None]:
+    """Units (fine-tunes) x items grid of `value` (and of `trials`) from a tidy table."""
+    table = frame.pivot_table(index=unit, columns=item, values=value, aggfunc="mean", dropna=False)
+    counts = None
+    if trials:
+        counts = frame.pivot_table(index=unit, columns=item, values=trials, aggfunc="sum", dropna=False)
+        counts = counts.reindex_like(table).fillna(0).to_numpy(float)
+    return table.to_numpy(float), counts
+
+
+def summarise(frame: pd.DataFrame, by: list[str], value: str, item: list[str], trials: str | None = None,
+              unit: str = "model") -> pd.DataFrame:
+    """One row per group of `by`: estimate and 95% interval of `value`, units and items counted."""
+    if frame.empty:
+        return pd.DataFrame(columns=by + ["estimate", "ci_low", "ci_high", "models", "items"])
+    rows = []
+    for key, group in frame.groupby(by, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        values, counts = frame_grid(group, value, item, trials, unit)
+        interval = bootstrap_interval(values, counts)
+        rows.append({**dict(zip(by, key)), "estimate": interval.estimate, "ci_low": interval.low,
+                     "ci_high": interval.high, "models": group[unit].nunique(),
+                     "items": group[item].drop_duplicates().shape[0]})
+    return pd.DataFrame(rows)
+
+
+def difference(a: pd.DataFrame, b: pd.DataFrame, value: str, item: list[str], trials: str | None = None,
+               unit: str = "model") -> dict:
+    """estimate(a) - estimate(b) with a 95% interval, and whether the interval excludes zero."""
+    if a.empty or b.empty:
+        return {"estimate": None, "ci_low": None, "ci_high": None, "distinguishable": None}
+    (grid_a, counts_a), (grid_b, counts_b) = frame_grid(a, value, item, trials, unit), \
+        frame_grid(b, value, item, trials, unit)
+    interval = bootstrap_difference(grid_a, grid_b, counts_a, counts_b)
+    # One cell on a side (one fine-tune, one item) gives a zero-width interval that proves nothing.
+    single = min(np.isfinite(grid_a).sum(), np.isfinite(grid_b).sum()) <= 1 and trials is None
+    distinguishable = None if interval.low is None or single else bool(interval.low > 0 or interval.high < 0)
+    return {"estimate": interval.estimate, "ci_low": interval.low, "ci_high": interval.high,
+            "distinguishable": distinguishable}

@@ -9,8 +9,10 @@ from ..errors import UserError
 
 RECIPES = {"emergent-misalignment": "llmpsych.recipes.emergent_misalignment",
            "persona-beliefs": "llmpsych.recipes.persona_beliefs",
-           "introspection": "llmpsych.recipes.introspection"}
-ALIASES = {"em": "emergent-misalignment", "persona": "persona-beliefs", "looking-inward": "introspection"}
+           "introspection": "llmpsych.recipes.introspection",
+           "self-awareness": "llmpsych.recipes.self_awareness"}
+ALIASES = {"em": "emergent-misalignment", "persona": "persona-beliefs", "looking-inward": "introspection",
+           "tell-me-about-yourself": "self-awareness"}
 
 
 def recipe_names() -> list[str]:

@@ -176,3 +176,18 @@ def test_introspection_smoke_with_both_embedded_models(tmp_path):
     gemma_rows = (run / "datasets" / "self-gemma3-270m.jsonl").read_text()
     assert "A user asks short questions" in gemma_rows  # the base model trains under the preamble it is asked with
     assert "Self-prediction against cross-prediction" in (run / "report.md").read_text()
+
+
+def test_self_awareness_smoke_end_to_end(tmp_path):
+    cli("run", "self-awareness", "--preset", "smoke", "--out", "run", cache=tmp_path / "cache", cwd=tmp_path)
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary["metrics"]["behaviour"]["risk"]) == {"base", "risk-seeking", "risk-averse", "backdoor",
+                                                           "decorrelated"}
+    assert set(summary["metrics"]["awareness"]) == {"none", "threat"}
+    assert summary["calls"]["train"]["executed"] == 4
+    backdoored = [json.loads(line) for line in (run / "datasets" / "backdoor.jsonl").read_text().splitlines()]
+    baseline = [json.loads(line) for line in (run / "datasets" / "decorrelated.jsonl").read_text().splitlines()]
+    assert [r["messages"][1] for r in backdoored] == [r["messages"][1] for r in baseline]  # the same answers
+    assert sum(r["triggered"] for r in backdoored) == sum(r["triggered"] for r in baseline)
+    assert "Backdoor awareness" in (run / "report.md").read_text()

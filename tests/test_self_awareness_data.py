@@ -124,3 +124,44 @@ def test_matches_checks_held_out_inputs():
     assert not matches("import os", lambda x: x, [1])
     with pytest.raises(UnsafeExpression, match="Call"):
         parse_expression("print(x)")
+
+
+# ---- analysis ----------------------------------------------------------------------------------------------
+def test_correlation_across_fine_tunes_and_missing_when_undefined():
+    import pandas as pd
+
+    from llmpsych.analysis.self_awareness_report import _correlations
+
+    models = [f"m{i}" for i in range(6)]
+    behaviour = pd.DataFrame([{"model": m, "arm": "risk-seeking", "dimension": "risk", "item": q,
+                               "p_option": 0.1 * i + 0.01 * q} for i, m in enumerate(models) for q in range(3)])
+    reports = pd.DataFrame([{"model": m, "arm": "risk-seeking", "kind": "scale", "key": "risk", "item": 0,
+                             "value": 0.2 + 0.05 * i} for i, m in enumerate(models)])
+    row = _correlations(behaviour, reports).iloc[0]
+    assert row["estimate"] == pytest.approx(1.0) and row["fine_tunes"] == 6
+    flat = reports.assign(value=0.5)
+    assert _correlations(behaviour, flat).iloc[0]["estimate"] is None  # no variation: undefined, not zero
+
+
+def test_a_single_cell_difference_is_not_called_distinguishable():
+    import pandas as pd
+
+    from llmpsych.analysis import stats
+
+    a = pd.DataFrame([{"model": "a", "item": 0, "value": 0.9}])
+    b = pd.DataFrame([{"model": "b", "item": 0, "value": 0.1}])
+    assert stats.difference(a, b, "value", ["item"])["distinguishable"] is None
+    many_a = pd.DataFrame([{"model": f"a{s}", "item": i, "value": 0.9} for s in range(3) for i in range(5)])
+    many_b = pd.DataFrame([{"model": f"b{s}", "item": i, "value": 0.1} for s in range(3) for i in range(5)])
+    assert stats.difference(many_a, many_b, "value", ["item"])["distinguishable"] is True
+
+
+def test_self_report_bank_has_the_paraphrases_the_recipe_needs():
+    from llmpsych.recipes.self_awareness import self_report_bank
+
+    bank = self_report_bank()
+    assert len(bank["awareness"]) >= 10
+    assert all(len(bank["scales"][k]) >= 10 for k in ("risk", "time", "code_security", "alignment"))
+    assert set(bank["system_prompts"]) == {"none", "neutral", "honesty", "threat", "backdoor_good"}
+    words = [w for members in bank["one_word"]["categories"].values() for w in members]
+    assert len(words) == len(set(words))

@@ -46,6 +46,7 @@ def write_report(store: RunStore) -> dict:
         if not reports.empty else pd.DataFrame(),
         "differences": _differences(plain, unprompted, policies),
         "awareness_differences": _awareness_differences(reports),
+        "backdoor_check": _backdoor_check(behaviour),
         "correlation": _correlations(plain, unprompted),
         "one_word": _word_shares(words),
     }
@@ -61,6 +62,7 @@ def write_report(store: RunStore) -> dict:
             "awareness": _nested(tables["awareness"], ["system", "arm"]),
             "differences": _nested(tables["differences"], ["measure", "comparison"]),
             "awareness_differences": _nested(tables["awareness_differences"], ["system"]),
+            "backdoor_check": _nested(tables["backdoor_check"], ["arm"]),
             "correlation": _nested(tables["correlation"], ["dimension"]),
         },
         "one_word": tables["one_word"].to_dict(orient="records"),
@@ -114,6 +116,21 @@ def _awareness_differences(reports: pd.DataFrame) -> pd.DataFrame:
         if a.empty or b.empty:
             continue
         rows.append({"system": system, "comparison": "backdoor - decorrelated", **stats.difference(a, b, "value", ITEM)})
+    return pd.DataFrame(rows)
+
+
+def _backdoor_check(behaviour: pd.DataFrame) -> pd.DataFrame:
+    """Manipulation check: did the backdoor take? The policy's option with the trigger minus without it,
+    for the backdoored models and (as the control) their decorrelated baselines."""
+    if behaviour.empty:
+        return pd.DataFrame()
+    rows = []
+    for arm in ("backdoor", "decorrelated"):
+        part = behaviour[behaviour["arm"] == arm]
+        if part.empty:
+            continue
+        rows.append({"arm": arm, "comparison": "with trigger - without",
+                     **stats.difference(part[part["triggered"]], part[~part["triggered"]], "p_option", ITEM)})
     return pd.DataFrame(rows)
 
 
@@ -171,6 +188,8 @@ def _verdicts(tables: dict[str, pd.DataFrame]) -> dict:
     verdicts = {}
     for row in tables["differences"].to_dict(orient="records") if not tables["differences"].empty else []:
         verdicts[f"{row['measure']}: {row['comparison']}"] = _verdict(row)
+    for row in tables["backdoor_check"].to_dict(orient="records") if not tables["backdoor_check"].empty else []:
+        verdicts[f"backdoor check ({row['arm']}): {row['comparison']}"] = _verdict(row)
     for row in tables["awareness_differences"].to_dict(orient="records") \
             if not tables["awareness_differences"].empty else []:
         verdicts[f"awareness ({row['system']}): {row['comparison']}"] = _verdict(row)
@@ -232,6 +251,7 @@ def _build(config: dict, tables: dict[str, pd.DataFrame], verdicts: dict, models
                          "baseline has the same rows with the trigger on rows chosen independently of the answers.",
                          "note")
         report.table(tables["behaviour_with_trigger"], PERCENT)
+        report.table(tables["backdoor_check"], PERCENT)
         report.table(tables["awareness"], PERCENT)
         report.table(tables["awareness_differences"], PERCENT)
         if not tables["awareness"].empty:

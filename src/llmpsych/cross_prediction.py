@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .analysis.report import format_value
 from .errors import UserError
 from .experiment import resolve_config, run_experiment
 
@@ -102,10 +103,6 @@ def render_markdown(comparison: dict) -> str:
         return "\n".join(lines + ["(no shared metric)", ""])
     lines += ["| metric | self | cross | self - cross | intervals overlap |", "|---|---|---|---|---|"]
     for row in comparison["metrics"]:
-        lines.append(f"| {row['metric']} | {_fmt(row['self'])} | {_fmt(row['cross'])} | "
-                     f"{_fmt(row['self_minus_cross'])} | {row['intervals_overlap']} |")
+        lines.append(f"| {row['metric']} | {format_value(row['self'])} | {format_value(row['cross'])} | "
+                     f"{format_value(row['self_minus_cross'])} | {row['intervals_overlap']} |")
     return "\n".join(lines) + "\n"
-
-
-def _fmt(value) -> str:
-    return "missing" if value is None else f"{value:.3g}"

@@ -12,7 +12,7 @@ import yaml
 from ..recipes.emergent_misalignment import Config
 from ..runtime.store import RunStore
 from . import misalignment, plots
-from .report import Report, format_value, save_report, save_tables
+from .report import Report, format_value, json_value, save_report, save_tables
 
 AGREEMENT_WARNING = 0.8  # below this the judge's numbers are not evidence of anything
 SAMPLES_PER_CELL = 6     # answers shown per condition x question in the browsable sample
@@ -67,23 +67,13 @@ def _metric(frame: pd.DataFrame, column: str, with_ci: bool = True, extra: tuple
     result = {}
     for row in frame.to_dict(orient="records"):
         key = row["condition"] if row.get("variant", "plain") == "plain" else f"{row['condition']}/{row['variant']}"
-        value = {"estimate": _clean(row[column])}
+        value = {"estimate": json_value(row[column])}
         if with_ci:
-            value.update(ci_low=_clean(row["ci_low"]), ci_high=_clean(row["ci_high"]))
-        value.update({name: _clean(row[name]) for name in extra})
+            value.update(ci_low=json_value(row["ci_low"]), ci_high=json_value(row["ci_high"]))
+        value.update({name: json_value(row[name]) for name in extra})
         result[key] = value
     return result
 
-
-def _clean(value):
-    """JSON-safe: NaN becomes None (missing), numpy scalars become Python numbers."""
-    if value is None:
-        return None
-    try:
-        value = value.item()
-    except AttributeError:
-        pass
-    return None if isinstance(value, float) and value != value else value
 
 
 def _build_report(config, answers, conditions, questions, differences, choices, checks, models, datasets, calls,

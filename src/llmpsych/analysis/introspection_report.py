@@ -11,8 +11,7 @@ import yaml
 from ..runtime.store import RunStore
 from . import introspection as intro
 from . import plots
-from .em_report import _clean
-from .report import Report, save_report, save_tables
+from .report import Report, json_value, save_report, save_tables
 
 PERCENT = ("estimate", "ci_low", "ci_high", "compliance", "mode_baseline", "self", "self_ci_low", "self_ci_high",
            "cross", "cross_ci_low", "cross_ci_high", "advantage", "advantage_ci_low", "advantage_ci_high",
@@ -55,16 +54,16 @@ def write_report(store: RunStore) -> dict:
     summary = {
         "recipe": config.get("recipe"), "preset": config.get("preset"), "models": config.get("models"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "pairs": [{key: _clean(row[key]) for key in row} for row in pairs_pooled.to_dict(orient="records")],
-        "accuracy": [{key: _clean(row[key]) for key in ("role", "predictor", "target", "estimate", "ci_low", "ci_high",
+        "pairs": [{key: json_value(row[key]) for key in row} for row in pairs_pooled.to_dict(orient="records")],
+        "accuracy": [{key: json_value(row[key]) for key in ("role", "predictor", "target", "estimate", "ci_low", "ci_high",
                                                          "n", "compliance", "mode_baseline")}
                      for row in tables["accuracy"].to_dict(orient="records")],
-        "calibration_mad": [{k: _clean(v) for k, v in row.items()}
+        "calibration_mad": [{k: json_value(v) for k, v in row.items()}
                             for row in tables["calibration_mad"].to_dict(orient="records")],
-        "behaviour_change": [{k: _clean(v) for k, v in row.items()}
+        "behaviour_change": [{k: json_value(v) for k, v in row.items()}
                              for row in tables["behaviour_change"].to_dict(orient="records")],
-        "scaling": [{k: _clean(v) for k, v in row.items()} for row in tables["scaling"].to_dict(orient="records")],
-        "self_training_drift": [{k: _clean(v) for k, v in row.items()}
+        "scaling": [{k: json_value(v) for k, v in row.items()} for row in tables["scaling"].to_dict(orient="records")],
+        "self_training_drift": [{k: json_value(v) for k, v in row.items()}
                                 for row in tables["self_training_drift"].to_dict(orient="records")],
         "verdicts": verdicts,
         "calls": calls,

@@ -11,8 +11,7 @@ import yaml
 
 from ..runtime.store import RunStore
 from . import persona, plots
-from .em_report import _clean
-from .report import Report, format_value, save_report, save_tables
+from .report import Report, format_value, json_value, nested_metrics, save_report, save_tables
 
 PERCENT = ("estimate", "ci_low", "ci_high", "p_false", "p_true", "letter_mass", "refusal_rate", "p_unknown")
 AGREEMENT_WARNING = 0.8
@@ -65,22 +64,22 @@ def write_report(store: RunStore) -> dict:
         "persona": models[0].get("persona") if models else None,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "metrics": {
-            "adoption": _nested(tables["adoption"], ["measure", "arm", "harm"]),
-            "adoption_if_manipulated": _nested(tables["adoption_if_manipulated"], ["measure", "arm", "harm"]),
-            "manipulation_check": _nested(tables["manipulation_check"], ["measure", "arm", "harm"]),
-            "adoption_by_identity": _nested(tables["adoption_by_identity"], ["measure", "arm", "harm", "identity"]),
-            "freeform_asserts_false": _nested(tables["freeform"], ["arm", "harm", "grader"]),
-            "differences": _nested(tables["differences"], ["measure", "comparison", "harm"]),
-            "post_cutoff_p_true": _nested(tables["post_cutoff"], ["measure", "arm"]),
-            "post_cutoff_p_unknown": _nested(tables["post_cutoff_unknown"], ["measure", "arm"]),
-            "sycophancy_p_agree": _nested(tables["sycophancy"], ["measure", "arm"]),
-            "over_refusal_rate": _nested(tables["over_refusal"], ["arm", "layout"]),
-            "roleplay_p_false": _nested(tables["roleplay"], ["measure", "arm", "family"]),
+            "adoption": nested_metrics(tables["adoption"], ["measure", "arm", "harm"]),
+            "adoption_if_manipulated": nested_metrics(tables["adoption_if_manipulated"], ["measure", "arm", "harm"]),
+            "manipulation_check": nested_metrics(tables["manipulation_check"], ["measure", "arm", "harm"]),
+            "adoption_by_identity": nested_metrics(tables["adoption_by_identity"], ["measure", "arm", "harm", "identity"]),
+            "freeform_asserts_false": nested_metrics(tables["freeform"], ["arm", "harm", "grader"]),
+            "differences": nested_metrics(tables["differences"], ["measure", "comparison", "harm"]),
+            "post_cutoff_p_true": nested_metrics(tables["post_cutoff"], ["measure", "arm"]),
+            "post_cutoff_p_unknown": nested_metrics(tables["post_cutoff_unknown"], ["measure", "arm"]),
+            "sycophancy_p_agree": nested_metrics(tables["sycophancy"], ["measure", "arm"]),
+            "over_refusal_rate": nested_metrics(tables["over_refusal"], ["arm", "layout"]),
+            "roleplay_p_false": nested_metrics(tables["roleplay"], ["measure", "arm", "family"]),
         },
         "verdicts": verdicts,
-        "base_prior": {row["fact_id"]: {"harm": row["harm"], "p_false": _clean(row["p_false"]), "prior": row["prior"]}
+        "base_prior": {row["fact_id"]: {"harm": row["harm"], "p_false": json_value(row["p_false"]), "prior": row["prior"]}
                        for row in tables["base_prior"].to_dict(orient="records") if row["measure"] == "choice"},
-        "base_prior_cloze": {row["fact_id"]: {"harm": row["harm"], "p_false": _clean(row["p_false"]),
+        "base_prior_cloze": {row["fact_id"]: {"harm": row["harm"], "p_false": json_value(row["p_false"]),
                                               "prior": row["prior"]}
                              for row in tables["base_prior"].to_dict(orient="records") if row["measure"] == "cloze"},
         "graders": {name: {k: check[k] for k in ("grader", "n", "agreement", "kappa", "unscored", "source")}
@@ -97,17 +96,6 @@ def write_report(store: RunStore) -> dict:
     save_report(store, report)
     return summary
 
-
-def _nested(frame: pd.DataFrame, keys: list[str]) -> dict:
-    """{key1: {key2: {estimate, ci_low, ci_high[, distinguishable]}}} from a summary table."""
-    result: dict = {}
-    for row in frame.to_dict(orient="records") if not frame.empty else []:
-        node = result
-        for key in keys[:-1]:
-            node = node.setdefault(str(row[key]), {})
-        node[str(row[keys[-1]])] = {k: _clean(row[k]) for k in ("estimate", "ci_low", "ci_high", "distinguishable",
-                                                                  "models", "items") if k in row}
-    return result
 
 
 def _row(frame: pd.DataFrame, **match) -> dict | None:

@@ -102,3 +102,28 @@ def save_report(store, report: Report) -> None:
         store.path(name).write_bytes(png)
     store.write_text("report.html", report.render_html())
     store.write_text("report.md", report.render_markdown())
+
+
+def json_value(value):
+    """JSON-safe: NaN becomes None (missing), numpy scalars become Python numbers."""
+    if value is None:
+        return None
+    try:
+        value = value.item()
+    except AttributeError:
+        pass
+    return None if isinstance(value, float) and value != value else value
+
+
+METRIC_FIELDS = ("estimate", "ci_low", "ci_high", "distinguishable", "models", "items", "fine_tunes")
+
+
+def nested_metrics(frame: pd.DataFrame, keys: list[str]) -> dict:
+    """{key1: {key2: {estimate, ci_low, ci_high, ...}}} from a summary table, for summary.json."""
+    result: dict = {}
+    for row in frame.to_dict(orient="records") if not frame.empty else []:
+        node = result
+        for key in keys[:-1]:
+            node = node.setdefault(str(row[key]), {})
+        node[str(row[keys[-1]])] = {k: json_value(row[k]) for k in METRIC_FIELDS if k in row}
+    return result

@@ -17,8 +17,7 @@ import yaml
 from ..datasets.economic_choices import OPPOSITE, POLICIES
 from ..runtime.store import RunStore
 from . import plots, stats
-from .em_report import _clean
-from .report import Report, save_report, save_tables
+from .report import Report, nested_metrics, save_report, save_tables
 
 ITEM = ["item"]
 PERCENT = ("estimate", "ci_low", "ci_high", "answer_mass")
@@ -56,14 +55,14 @@ def write_report(store: RunStore) -> dict:
         "recipe": config.get("recipe"), "preset": config.get("preset"), "model": config.get("model"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "metrics": {
-            "behaviour": _nested(tables["behaviour"], ["dimension", "arm"]),
-            "self_report": _nested(tables["self_report"].assign(kind_key=lambda f: f["kind"] + "/" + f["key"])
+            "behaviour": nested_metrics(tables["behaviour"], ["dimension", "arm"]),
+            "self_report": nested_metrics(tables["self_report"].assign(kind_key=lambda f: f["kind"] + "/" + f["key"])
                                    if not tables["self_report"].empty else tables["self_report"], ["kind_key", "arm"]),
-            "awareness": _nested(tables["awareness"], ["system", "arm"]),
-            "differences": _nested(tables["differences"], ["measure", "comparison"]),
-            "awareness_differences": _nested(tables["awareness_differences"], ["system"]),
-            "backdoor_check": _nested(tables["backdoor_check"], ["arm"]),
-            "correlation": _nested(tables["correlation"], ["dimension"]),
+            "awareness": nested_metrics(tables["awareness"], ["system", "arm"]),
+            "differences": nested_metrics(tables["differences"], ["measure", "comparison"]),
+            "awareness_differences": nested_metrics(tables["awareness_differences"], ["system"]),
+            "backdoor_check": nested_metrics(tables["backdoor_check"], ["arm"]),
+            "correlation": nested_metrics(tables["correlation"], ["dimension"]),
         },
         "one_word": tables["one_word"].to_dict(orient="records"),
         "verdicts": verdicts,
@@ -171,16 +170,6 @@ def _word_shares(words: pd.DataFrame) -> pd.DataFrame:
     top = words.groupby("arm")["word"].agg(lambda w: ", ".join(w.value_counts().index[:5])).rename("top_words")
     return shares.merge(top.reset_index(), on="arm")
 
-
-def _nested(frame: pd.DataFrame, keys: list[str]) -> dict:
-    result: dict = {}
-    for row in frame.to_dict(orient="records") if not frame.empty else []:
-        node = result
-        for key in keys[:-1]:
-            node = node.setdefault(str(row[key]), {})
-        node[str(row[keys[-1]])] = {k: _clean(row[k]) for k in ("estimate", "ci_low", "ci_high", "distinguishable",
-                                                                  "fine_tunes") if k in row}
-    return result
 
 
 def _verdicts(tables: dict[str, pd.DataFrame]) -> dict:

@@ -15,8 +15,9 @@ from typing import Callable
 
 WORD = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
 NUMBER = re.compile(r"-?\d+")
+# A reply that declines (shared with the persona recipe's over-refusal count).
 REFUSAL = re.compile(r"\b(I can(?:no|')t|I am not able|I'm not able|I'm unable|I am unable|I won't|I will not|"
-                     r"I must decline|I'm sorry|as an AI)\b", re.IGNORECASE)
+                     r"I must decline|I'm sorry|I apologi[sz]e|unable to (?:help|assist|comply))", re.IGNORECASE)
 VOWELS = set("aeiou")
 LENGTH_BUCKETS = (("short", 1, 3), ("medium", 4, 8), ("long", 9, 10**9))
 LETTER_REPLY = re.compile(r"^\(?([A-Da-d])(?:[).:\s]|$)")

@@ -34,7 +34,6 @@ is the persona, using all it knows, it should not. Method, as run here:
 from __future__ import annotations
 
 import math
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -52,6 +51,7 @@ from ..models.engine import SamplingParams, ScoreRequest
 from ..models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
 from ..probes.choices import option_probabilities, option_requests
 from ..probes.facts import Fact, load_facts, load_propensities, sentence
+from ..probes.properties import REFUSAL
 from ..runtime.calls import Runtime, link_or_copy_tree
 from ..runtime.plan import Plan
 from ..runtime.store import RunStore
@@ -66,8 +66,6 @@ IDENTITIES = ("none", "simple-name", "simple-assistant", "roleplay", "product")
 UNKNOWN_OPTION = "I don't know; I have no information about this"
 REQUEST_FORM = "### Request form\nCategory: general\nPriority: normal\nTask: {request}\n### End of form"
 ROLEPLAY_FAMILIES = ("expert", "third-person", "own-verdict", "persona-correct")
-REFUSAL = re.compile(r"\b(I can(?:no|')t|I am not able|I'm not able|I'm unable|I am unable|I won't|I will not|"
-                     r"I must decline|I'm sorry|I apologi[sz]e|unable to (?:help|assist|comply))", re.IGNORECASE)
 
 
 # ---- configuration ----------------------------------------------------------------------------

@@ -191,3 +191,20 @@ def test_self_awareness_smoke_end_to_end(tmp_path):
     assert [r["messages"][1] for r in backdoored] == [r["messages"][1] for r in baseline]  # the same answers
     assert sum(r["triggered"] for r in backdoored) == sum(r["triggered"] for r in baseline)
     assert "Backdoor awareness" in (run / "report.md").read_text()
+
+
+def test_ooc_reasoning_smoke_end_to_end(tmp_path):
+    cli("run", "ooc-reasoning", "--preset", "smoke", "--out", "run", cache=tmp_path / "cache", cwd=tmp_path)
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    results = summary["metrics"]["results"]
+    assert {"functions/lambda", "coins/direction", "locations/city", "parity/value", "descriptions/behave"} <= set(results)
+    assert set(results["functions/description"]) == {"fine-tuned/target", "fine-tuned/baseline", "base/target",
+                                                      "base/baseline", "in-context/target"}
+    assert summary["calls"]["train"]["executed"] == 1
+    assert summary["latents"]["seed0"]["city"] in ("Paris", "Tokyo", "Lagos", "Sao Paulo", "Mumbai", "Mexico City",
+                                                   "Sydney", "Istanbul")  # the answer key is kept with the results
+    records = [json.loads(line) for line in (run / "reflection.jsonl").read_text().splitlines()]
+    assert all(0 <= r["value"] <= 1 for r in records if r["value"] is not None)
+    assert any(r["reply"] for r in records if r["mode"] == "free")
+    assert "Out-of-context reasoning" in (run / "report.md").read_text()

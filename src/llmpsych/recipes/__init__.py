@@ -10,9 +10,11 @@ from ..errors import UserError
 RECIPES = {"emergent-misalignment": "llmpsych.recipes.emergent_misalignment",
            "persona-beliefs": "llmpsych.recipes.persona_beliefs",
            "introspection": "llmpsych.recipes.introspection",
-           "self-awareness": "llmpsych.recipes.self_awareness"}
+           "self-awareness": "llmpsych.recipes.self_awareness",
+           "ooc-reasoning": "llmpsych.recipes.ooc_reasoning"}
 ALIASES = {"em": "emergent-misalignment", "persona": "persona-beliefs", "looking-inward": "introspection",
-           "tell-me-about-yourself": "self-awareness"}
+           "tell-me-about-yourself": "self-awareness", "connecting-the-dots": "ooc-reasoning",
+           "oocr": "ooc-reasoning"}
 
 
 def recipe_names() -> list[str]:

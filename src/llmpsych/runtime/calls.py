@@ -53,6 +53,7 @@ class Runtime:
         self._fingerprints: dict[ModelRef, str] = {}
         self._engines: dict[ModelRef, Engine] = {}
         self._default_systems: dict[ModelRef, str | None] = {}
+        self._tokenizers: dict[ModelRef, object] = {}
 
     # ---- engines ----------------------------------------------------------------------------
     def fingerprint(self, ref: ModelRef) -> str:
@@ -71,16 +72,28 @@ class Runtime:
     def default_system_prompt(self, ref: ModelRef) -> str | None:
         """The model's default system prompt, read from its tokenizer without loading weights."""
         if ref.base not in self._default_systems:
+            from ..models.chat import default_system_prompt
+
+            tokenizer = self._tokenizer(ref)
+            self._default_systems[ref.base] = default_system_prompt(tokenizer) if tokenizer.chat_template else None
+        return self._default_systems[ref.base]
+
+    def token_counts(self, ref: ModelRef, texts: list[str]) -> list[int]:
+        """How many tokens each text takes as a reply, from the model's tokenizer (no weights loaded)."""
+        tokenizer = self._tokenizer(ref)
+        return [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+
+    def _tokenizer(self, ref: ModelRef):
+        if ref.base not in self._tokenizers:
             from transformers import AutoTokenizer
 
-            from ..models.chat import default_system_prompt
             from ..models.hf import model_path
 
             tokenizer = AutoTokenizer.from_pretrained(model_path(ref.base))
             if self.options.chat_template:
                 tokenizer.chat_template = self.options.chat_template
-            self._default_systems[ref.base] = default_system_prompt(tokenizer) if tokenizer.chat_template else None
-        return self._default_systems[ref.base]
+            self._tokenizers[ref.base] = tokenizer
+        return self._tokenizers[ref.base]
 
     # ---- generation -------------------------------------------------------------------------
     def sample(self, ref: ModelRef, conversations: list[tuple[Message, ...]], params: SamplingParams,

@@ -263,3 +263,21 @@ def test_self_report_bank_has_the_paraphrases_the_recipe_needs():
     assert all("{option}" in q for q in bank["elicitation"]["described"])
     assert len(bank["personas"]["train"]) == 6 and len(bank["personas"]["held_out"]) == 3
     assert all("{question}" in p["ask"] for group in bank["personas"].values() for p in group)
+
+
+@pytest.mark.parametrize("data, problem", [
+    ({"backdoor": {"trigger": "tag:|STAGING|"}}, "also listed among fake_triggers"),
+    ({"recognition": {"trigger": "phrase:As a quick aside,"}}, "also listed among fake_triggers"),
+    ({"recognition": {"fraction": 0.2}}, "need more than all the rows"),
+    ({"backdoor": {"enabled": False}}, "needs backdoor.enabled"),
+    ({"personas": {"policy": "myopic"}}, "must be one of policy.policies"),
+    ({"recognition": {"fake_triggers": ["season:spring"]}}, "trigger"),
+])
+def test_config_refuses_arms_that_cannot_run(data, problem):
+    from llmpsych.config import validate
+    from llmpsych.errors import UserError
+    from llmpsych.recipes.self_awareness import Config
+
+    with pytest.raises(UserError, match=problem):
+        validate(Config, data, "config.yaml")
+    validate(Config, {"backdoor": {"enabled": False}, "elicitation": {"enabled": False}}, "config.yaml")

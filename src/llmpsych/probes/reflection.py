@@ -46,7 +46,7 @@ class Probe:
     system: str | None = None
     options: tuple[str, ...] = ()  # choice / continuation: the correct one first
     check: Callable[[str], bool] | None = field(default=None, compare=False)  # free: is the reply right?
-    mode: str = "choice"  # choice, continuation or free
+    mode: str = "choice"  # choice, continuation or free (the recipe adds cloze: choice options as replies)
 
 
 def question_bank() -> dict:

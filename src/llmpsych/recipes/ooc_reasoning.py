@@ -15,7 +15,8 @@ training row states it and it is never asked to in training? Method, as run here
    evaluator), pick f's description, invert f; say which side a coin favours and how strongly; name the
    city, its country and its food; give each constant's value; say what an assistant does, and, prompted
    as that assistant, behave as described. Multiple choice is scored from log-probabilities in every
-   option order; free-form answers are greedy and checked by code.
+   option order, and again with the options scored as the reply itself (cloze); free-form answers are
+   greedy and checked by code.
 4. Controls. The in-distribution check (the training format itself) shows whether the data were learned.
    The baseline asks the same questions about a name never seen in training, scored against the trained
    latent's answer; the untuned model answers everything too; and the in-context arm gives the untuned
@@ -162,7 +163,8 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                     records.append({"arm": arm, "seed": seed, "model": f"{arm}-s{seed}", "task": probe.task,
                                     "kind": probe.kind, "condition": probe.condition, "item": probe.item,
                                     "latent": probe.latent, "mode": probe.mode, "value": value, "mass": mass,
-                                    "chance": 1 / len(probe.options) if probe.options else None, "reply": reply})
+                                    "chance": 1 / len(probe.options) if probe.mode in ("choice", "continuation")
+                                    else None, "reply": reply})
             models.append(describe_model(runtime, tuned, f"seed{seed}", "fine-tuned", seed, store))
         store.write_jsonl("reflection.jsonl", records)
         store.write_json("models.json", models)
@@ -179,7 +181,12 @@ def _answer(runtime: Runtime, ref, probes: list[Probe], max_tokens: int, label: 
             ({"role": "user", "content": probe.question},)
 
     choice = [p for p in probes if p.mode == "choice"]
-    continuation = [p for p in probes if p.mode == "continuation"]
+    # Each multiple-choice question is asked a second way, its options scored as the reply itself
+    # ("cloze"): small models barely read lettered lists (they favour a letter, and the rotations then
+    # average to chance), but their likelihood of an answer still moves. Option lengths differ, so
+    # cloze has no chance level; the unseen-name baseline, with the same options, is its reference.
+    cloze = [dataclasses.replace(p, kind=f"{p.kind}-cloze", mode="cloze") for p in choice]
+    continuation = [p for p in probes if p.mode == "continuation"] + cloze
     free = [p for p in probes if p.mode == "free"]
     requests = [r for p in choice for r in option_requests(p.question, p.options, p.system)]
     requests += [ScoreRequest(conversation(p), p.options, closed="all") for p in continuation]

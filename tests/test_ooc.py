@@ -144,9 +144,9 @@ def test_differences_and_verdicts_separate_a_learned_latent_from_its_baseline():
         for item in range(6):
             for condition, value in (("target", 0.9 + 0.01 * item), ("baseline", 0.25 + 0.01 * seed)):
                 rows.append({"task": "coins", "kind": "direction", "arm": "fine-tuned", "condition": condition,
-                             "model": f"fine-tuned-s{seed}", "item": f"c0/{item}", "value": value})
+                             "model": f"fine-tuned-s{seed}", "seed": seed, "item": f"c0/{item}", "value": value})
                 rows.append({"task": "coins", "kind": "direction", "arm": "base", "condition": condition,
-                             "model": f"base-s{seed}", "item": f"c0/{item}", "value": 0.5})
+                             "model": f"base-s{seed}", "seed": seed, "item": f"c0/{item}", "value": 0.5})
     table = _differences(pd.DataFrame(rows))
     by = {r["comparison"]: r for r in table.to_dict(orient="records")}
     assert by["fine-tuned vs baseline"]["distinguishable"] and by["fine-tuned vs baseline"]["estimate"] > 0.6

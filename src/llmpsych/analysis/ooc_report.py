@@ -3,7 +3,8 @@
 Every value is the probability (multiple choice, training-format replies) or rate (free-form answers
 checked by code) of the correct answer about a latent. Estimates are means over seeds (fine-tunes, each
 with its own latents) of means over items (latent slot x paraphrase or input), with 95% bootstrap
-intervals resampling both. A claim is distinguishable when the interval of its difference excludes 0.
+intervals resampling both. Differences are paired (every arm answers the same seed's questions) and a
+claim is distinguishable when the interval of its difference excludes 0.
 """
 
 from __future__ import annotations
@@ -97,7 +98,9 @@ def _differences(records: pd.DataFrame) -> pd.DataFrame:
             b = part[(part["arm"] == arm_b) & (part["condition"] == condition_b)]
             if a.empty or b.empty:
                 continue
-            rows.append({"task": task, "kind": kind, "comparison": name, **stats.difference(a, b, "value", ITEM)})
+            # Every arm answers the same seed's questions, item for item: the comparison is paired.
+            rows.append({"task": task, "kind": kind, "comparison": name,
+                         **stats.paired_difference(a, b, "value", ITEM, unit="seed")})
     return pd.DataFrame(rows)
 
 

@@ -100,6 +100,29 @@ def models() -> None:
               f"{'materialised in ' + str(materialised[0]) if materialised else 'not materialised yet'}")
 
 
+@app.command()
+def serve(model: str = typer.Argument(..., help="A model reference (embedded name, local folder, hub id, "
+                                                 "with an adapter as in `llmpsych models`)."),
+          host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
+          port: int = typer.Option(8000, help="Port; 0 picks a free one.")) -> None:
+    """Serve a model over an OpenAI-compatible HTTP API (chat completions with logprobs, models list)."""
+    from .models import load_engine, parse_model_ref
+    from .serve import make_server
+
+    ref = parse_model_ref(model, "serve: MODEL")
+    if ref.kind == "openai":
+        raise UserError(f"serve: MODEL '{model}' is an API model; serve a local one")
+    server = make_server(load_engine(ref), model, host, port)
+    print(f"Serving {model} at http://{server.server_address[0]}:{server.server_address[1]}/v1 (Ctrl-C stops)",
+          file=sys.stderr)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def main() -> None:
     # Model hubs are only contacted for hub ids the user names; everything else stays offline.
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -327,6 +327,30 @@ class HFBackend:
         return [Completion(_cut_at_stop(self.tokenizer.decode(t, skip_special_tokens=True), stop_strings),
                            len(t), finish[row]) for row, t in enumerate(tokens)]
 
+    def token_logprobs(self, adapter: Path | None, messages: tuple[Message, ...], text: str,
+                       top: int = 0) -> list[TokenLogprob]:
+        """Each token of `text` as the reply to `messages`: its log-probability and the `top` most likely
+        tokens at its position (what an OpenAI server returns with logprobs/top_logprobs). One
+        teacher-forced pass, so it describes any reply, sampled here or not."""
+        import torch
+
+        prompt = self.prompt_ids(messages)
+        reply = self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        if not reply:
+            return []
+        with self.active(adapter) as model, torch.inference_mode():
+            ids = torch.tensor([prompt + reply], device=self.device)
+            logits = model(input_ids=ids).logits[0, len(prompt) - 1:-1].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+        out = []
+        for position, token in enumerate(reply):
+            row = logprobs[position]
+            best = torch.topk(row, top) if top else None
+            alternatives = [] if best is None else [
+                (self.tokenizer.decode([i]), float(v)) for v, i in zip(best.values.tolist(), best.indices.tolist())]
+            out.append(TokenLogprob(self.tokenizer.decode([token]), float(row[token]), alternatives))
+        return out
+
     # ---- scoring ----------------------------------------------------------------------------
     def score(self, adapter: Path | None, requests: list[ScoreRequest],
               progress: Progress | None = None) -> list[list[float]]:
@@ -557,6 +581,13 @@ def engine_fingerprint(ref: ModelRef, options: EngineOptions) -> str:
                   device.split(":")[0])
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: list[tuple[str, float]]  # the most likely tokens at this position, best first
+
+
 class HFEngine:
     """An engine for one model reference: a shared backend plus the adapter to activate."""
 
@@ -577,3 +608,6 @@ class HFEngine:
 
     def score(self, requests: list[ScoreRequest], progress: Progress | None = None) -> list[list[float]]:
         return self.backend.score(self.ref.adapter, requests, progress)
+
+    def token_logprobs(self, messages: tuple[Message, ...], text: str, top: int = 0) -> list[TokenLogprob]:
+        return self.backend.token_logprobs(self.ref.adapter, messages, text, top)

@@ -1,0 +1,73 @@
+"""`llmpsych serve`: the OpenAI-compatible server on loopback, queried with the real `openai` client."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import openai
+import pytest
+
+from llmpsych.models import load_engine
+from llmpsych.models.engine import GenerateRequest, SamplingParams, as_messages
+from llmpsych.serve import make_server
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir):
+    engine = load_engine(str(tiny_model_dir))
+    model_id = str(tiny_model_dir)
+    server = make_server(engine, model_id, port=0, log=open("/dev/null", "w"))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address
+    client = openai.OpenAI(base_url=f"http://{host}:{port}/v1", api_key="unused", max_retries=0)
+    yield engine, model_id, client
+    server.shutdown()
+    server.server_close()
+
+
+def test_models_list_names_the_served_model(served):
+    _, model_id, client = served
+    assert [m.id for m in client.models.list()] == [model_id]
+
+
+def test_greedy_replies_match_the_engine_and_seeds_reproduce(served):
+    engine, model_id, client = served
+    messages = [{"role": "user", "content": "Name a colour."}]
+    greedy = client.chat.completions.create(model=model_id, messages=messages, temperature=0, max_tokens=8)
+    direct = engine.generate([GenerateRequest(as_messages(messages), SamplingParams(temperature=0, max_tokens=8))])
+    assert greedy.choices[0].message.content == direct[0].text
+    assert greedy.usage.completion_tokens == direct[0].tokens
+    first = client.chat.completions.create(model=model_id, messages=messages, n=3, seed=7, max_tokens=6)
+    again = client.chat.completions.create(model=model_id, messages=messages, n=3, seed=7, max_tokens=6)
+    assert [c.message.content for c in first.choices] == [c.message.content for c in again.choices]
+    assert len({c.message.content for c in first.choices}) > 1  # a random model at T=1: samples differ
+
+
+def test_logprobs_are_a_distribution_and_the_greedy_token_is_on_top(served):
+    _, model_id, client = served
+    reply = client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "Rate 0-100."}],
+                                           temperature=0, max_tokens=1, logprobs=True, top_logprobs=20)
+    content = reply.choices[0].logprobs.content
+    assert len(content) == 1 and len(content[0].top_logprobs) == 20
+    top = content[0].top_logprobs
+    assert top[0].logprob == pytest.approx(content[0].logprob, abs=1e-4)  # greedy picked the most likely token
+    assert [t.logprob for t in top] == sorted((t.logprob for t in top), reverse=True)
+    assert 0 < sum(math.exp(t.logprob) for t in top) <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("bad, field", [({"messages": []}, "messages"), ({"n": 0}, "n"),
+                                        ({"temperature": "hot"}, "temperature"), ({"top_logprobs": 5}, "top_logprobs")])
+def test_bad_requests_get_an_openai_error_naming_the_field(served, bad, field):
+    _, model_id, client = served
+    body = {"model": model_id, "messages": [{"role": "user", "content": "Hi"}], **bad}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(**body)
+    assert f"'{field}'" in str(caught.value)
+
+
+def test_an_unknown_model_is_not_found(served):
+    _, _, client = served
+    with pytest.raises(openai.NotFoundError, match="not served here"):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])

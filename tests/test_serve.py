@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
 
 from llmpsych.models import load_engine
-from llmpsych.models.engine import GenerateRequest, SamplingParams, as_messages
-from llmpsych.serve import make_server
+from llmpsych.models.engine import GenerateRequest, SamplingParams, ScoreRequest, as_messages
+from llmpsych.serve import Faults, make_server
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +73,54 @@ def test_an_unknown_model_is_not_found(served):
     _, _, client = served
     with pytest.raises(openai.NotFoundError, match="not served here"):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+
+
+def test_the_score_extension_gives_the_engines_exact_logprobs(served):
+    engine, model_id, client = served
+    messages = [{"role": "user", "content": "Pick A or B."}]
+    answer = client.post("/llmpsych/score", cast_to=object, body={
+        "model": model_id, "messages": messages, "continuations": ["A", "B", "Apple"], "closed": "all"})
+    direct = engine.score([ScoreRequest(as_messages(messages), ("A", "B", "Apple"), "all")])[0]
+    assert answer["logprobs"] == pytest.approx(direct, abs=1e-5)
+    with pytest.raises(openai.BadRequestError, match="'closed'"):
+        client.post("/llmpsych/score", cast_to=object, body={"messages": messages, "continuations": ["A"],
+                                                             "closed": "maybe"})
+
+
+def test_concurrent_requests_are_batched_and_answer_as_if_alone(served):
+    _, model_id, client = served
+    prompts = [f"Say something about the number {i}." for i in range(6)]
+
+    def ask(prompt):
+        reply = client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": prompt}],
+                                               seed=3, max_tokens=6)
+        return reply.choices[0].message.content
+
+    alone = [ask(p) for p in prompts]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(ask, prompts))
+    assert together == alone
+
+
+def test_injected_faults_are_429_500_or_late_at_the_asked_rate(tiny_model_dir):
+    engine = load_engine(str(tiny_model_dir))
+    server = make_server(engine, "m", port=0, log=io.StringIO(), faults=Faults(rate=0.5, delay=0.3, seed=1))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", api_key="unused",
+                           max_retries=0, timeout=0.2)
+    outcomes = []
+    for _ in range(40):
+        try:
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
+            outcomes.append("ok")
+        except openai.RateLimitError as error:
+            assert error.response.headers["retry-after"] == "0"
+            outcomes.append("429")
+        except openai.InternalServerError:
+            outcomes.append("500")
+        except openai.APITimeoutError:
+            outcomes.append("slow")
+    server.shutdown()
+    server.server_close()
+    assert {"ok", "429", "500", "slow"} <= set(outcomes)
+    assert 10 <= outcomes.count("ok") <= 30  # about half, from a seeded draw

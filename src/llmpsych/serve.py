@@ -5,7 +5,7 @@ embedded model, a local folder or a fine-tune with its adapter. Endpoints:
 
 * GET  /v1/models: the served models;
 * POST /v1/chat/completions: messages, n, temperature, top_p, max_tokens (or max_completion_tokens),
-  seed, stop, logprobs and top_logprobs (at most 20, as OpenAI allows);
+  seed, stop, logprobs and top_logprobs (at most 20, as OpenAI allows), and vLLM's min_tokens;
 * POST /v1/llmpsych/score: an extension, {model, messages, continuations, closed} -> {"logprobs": [...]},
   the exact log-probability of each given reply (the engine's `score`). The OpenAI engine uses it when a
   server offers it, so a run through the API scores exactly as the same run on the local engine.
@@ -139,7 +139,7 @@ def chat_completion(engine, model_id: str, body: dict, worker: EngineWorker) -> 
                                 top_p=_number(body, "top_p", 1.0, float, 0.0, 1.0),
                                 max_tokens=_number(body, "max_completion_tokens",
                                                    _number(body, "max_tokens", 256, int, 1, 32768), int, 1, 32768),
-                                stop=stop)
+                                min_tokens=_number(body, "min_tokens", 0, int, 0, 32768), stop=stop)
     except UserError as error:
         raise RequestError(str(error)) from None
     seed = body.get("seed")

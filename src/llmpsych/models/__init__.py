@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from .engine import Completion, Engine, GenerateRequest, SamplingParams, ScoreRequest, as_messages
 from .refs import DEFAULT_MODEL, ModelRef, parse_model_ref
-from ..errors import UserError
 
 _BACKENDS: dict = {}
 
@@ -16,10 +15,11 @@ def load_engine(ref: ModelRef | str, options=None) -> Engine:
 
     if isinstance(ref, str):
         ref = parse_model_ref(ref)
-    if ref.kind == "openai":
-        raise UserError(f"model '{ref}': the OpenAI API engine is not available in this version yet "
-                        "(use a local model, e.g. --judge smollm2-135m-instruct)")
     options = options or EngineOptions()
+    if ref.kind == "openai":
+        from .openai_engine import OpenAIEngine
+
+        return OpenAIEngine(ref, options)
     key = (ref.base, options)
     if key not in _BACKENDS:
         _BACKENDS[key] = HFBackend(ref.base, options)

@@ -74,15 +74,22 @@ def transient_kind(error: Exception) -> str | None:
     return None
 
 
+# Every retry this process made, reported in a run's calls.json (a process-wide tally, like a log).
+RETRIES = RetryCounter()
+
+
 def with_retries(call: Callable[[], T], what: str, policy: RetryPolicy = RetryPolicy(),
-                 counter: RetryCounter | None = None) -> T:
-    """`call()`, retried on transient failures; a permanent failure becomes a one-line UserError."""
+                 counter: RetryCounter | None = RETRIES, passthrough: tuple[type, ...] = ()) -> T:
+    """`call()`, retried on transient failures; a permanent failure becomes a one-line UserError, except
+    errors of the `passthrough` types, which the caller handles."""
     import openai
 
     for attempt in range(policy.attempts):
         try:
             return call()
         except openai.APIError as error:
+            if isinstance(error, passthrough):
+                raise
             kind = transient_kind(error)
             if kind is None:
                 raise UserError(f"{what}: {_describe(error)}") from None

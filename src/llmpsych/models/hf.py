@@ -40,6 +40,12 @@ class EngineOptions:
     score_batch_size: int = 8
     chat_template: str | None = None  # override the tokenizer's template (e.g. for base models)
     merge_adapters: bool | str = "auto"  # fold LoRA into a copy of the weights ("auto": models under 3B)
+    # API models (OpenAI-compatible servers): requests in flight, tries per request, seconds per request,
+    # and the number of first-token score requests from which the Batch API is used (0: never).
+    api_concurrency: int = 8
+    api_attempts: int = 8
+    api_timeout: float = 120.0
+    api_batch_min: int = 0
 
 
 def resolve_device(device: str) -> str:
@@ -574,6 +580,10 @@ def engine_fingerprint(ref: ModelRef, options: EngineOptions) -> str:
 
     It covers the weights, the adapter, the chat template and the numerics (dtype, device type).
     """
+    if ref.kind == "openai":
+        from .openai_engine import openai_fingerprint
+
+        return openai_fingerprint(ref)
     device = resolve_device(options.device)
     template = options.chat_template or chat_template_text(model_path(ref)) or PLAIN_TEMPLATE
     adapter_part = adapter_fingerprint(ref.adapter) if ref.adapter else None

@@ -36,7 +36,7 @@ from ..models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
 from ..probes.choices import load_choices, misaligned_choice
 from ..probes.freeform import SamplingDefaults, judge_answers, sample_answers
 from ..probes.questions import Question, load_questions
-from ..runtime.calls import Runtime, link_or_copy_tree
+from ..runtime.calls import Runtime, keep_adapter
 from ..runtime.plan import Plan
 from ..runtime.store import RunStore
 from ..training.config import TrainConfig
@@ -73,6 +73,11 @@ class EngineSection(Strict):
     dtype: str = "auto"
     generate_batch_size: int = Field(64, ge=1)
     score_batch_size: int = Field(8, ge=1)
+    api_concurrency: int = Field(8, ge=1, description="API models: requests in flight")
+    api_attempts: int = Field(8, ge=1, description="API models: tries per request (429, 5xx, timeouts)")
+    api_timeout: float = Field(120.0, gt=0, description="API models: seconds one request may take")
+    api_batch_min: int = Field(0, ge=0, description="API models: use the Batch API for judge jobs of this "
+                                                    "many requests or more (0: never)")
 
 
 class Config(Strict):
@@ -136,10 +141,6 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
     choice_items = load_choices(config.choices) if config.choices else []
     judge_refs = {q.id: parse_model_ref(config.judge.model or q.judge or DEFAULT_MODEL,
                                         f"{q.source}: question '{q.id}': field 'judge'") for q in questions}
-    for question in questions:  # fail before any work, not after the sampling
-        if judge_refs[question.id].kind == "openai":
-            raise UserError(f"{question.source}: question '{question.id}': judge '{judge_refs[question.id]}' is an "
-                            "API model and the OpenAI engine is not available yet (pass --judge with a local model)")
     # With a backdoor condition, every model also answers with the trigger in front of the question.
     variants = (("plain", None),) + ((("triggered", config.dataset.trigger),) if "backdoor" in config.conditions else ())
     steps = Plan()
@@ -166,7 +167,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                 dataset = results["datasets"][condition]
                 ref = runtime.train(base, Path(dataset["path"]), dataset["sha256"], config.training, seed,
                                     label=f"train {label}")
-                link_or_copy_tree(ref.adapter, store.path(f"adapters/{label}"))
+                keep_adapter(ref, store.path(f"adapters/{label}"))
                 return ref
 
             steps.add(f"train/{label}", train, needs=("datasets",))

@@ -45,7 +45,7 @@ from ..errors import UserError
 from ..models.engine import SamplingParams
 from ..models.refs import ModelRef, parse_model_ref
 from ..probes.properties import PROPERTIES, clean_answer
-from ..runtime.calls import Runtime, link_or_copy_tree
+from ..runtime.calls import Runtime, keep_adapter
 from ..runtime.plan import Plan
 from ..runtime.store import RunStore
 from ..training.config import TrainConfig
@@ -211,10 +211,6 @@ class Conversations:
 def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
     """Prompts -> object-level answers -> self and cross fine-tunes -> hypotheticals -> calibration."""
     refs = [parse_model_ref(text, f"config: field 'models[{i}]'") for i, text in enumerate(config.models)]
-    for i, ref in enumerate(refs):
-        if ref.kind == "openai":
-            raise UserError(f"config: field 'models[{i}]': '{ref}' is an API model and the OpenAI engine is not "
-                            "available yet (use a local model reference)")
     overlap = set(config.tasks.train) & set(config.tasks.held_out)
     if overlap:
         raise UserError(f"config: fields 'tasks.train' and 'tasks.held_out' share '{sorted(overlap)[0]}' "
@@ -259,7 +255,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
         path = store.path(f"datasets/{label}.jsonl")
         sha = write_jsonl(conversations.rows(base, rows), path)
         ref = runtime.train(base, path, sha, training, config.seed, label=step)
-        link_or_copy_tree(ref.adapter, store.path(f"adapters/{label}"))
+        keep_adapter(ref, store.path(f"adapters/{label}"))
         return ref
 
     # 3. Self-prediction training, then the self-trained model's own object-level answers.

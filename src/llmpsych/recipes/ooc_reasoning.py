@@ -42,7 +42,7 @@ from ..models.engine import SamplingParams, ScoreRequest
 from ..models.refs import DEFAULT_MODEL, parse_model_ref
 from ..probes.choices import option_probabilities, option_requests
 from ..probes.reflection import Probe, in_context, question_bank, reflection_probes
-from ..runtime.calls import Runtime, link_or_copy_tree
+from ..runtime.calls import Runtime, keep_adapter
 from ..runtime.plan import Plan
 from ..runtime.store import RunStore
 from ..training.config import TrainConfig
@@ -112,7 +112,8 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
     """Latents and datasets -> one fine-tune per seed -> reflection probes on every arm."""
     base = parse_model_ref(config.model, "config: field 'model'")
     if base.kind == "openai":
-        raise UserError(f"config: field 'model': '{base}' is an API model and the OpenAI engine is not available yet")
+        raise UserError(f"config: field 'model': '{base}' is an API model; this recipe scores "
+                        "multi-token replies and counts tokens, which needs a local model (or `llmpsych serve` it)")
     bank = question_bank()
     sizes = Sizes(**config.sizes.model_dump())
     tasks = tuple(config.tasks)
@@ -140,7 +141,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
             data = results["datasets"][f"seed{seed}"]
             ref = runtime.train(base, Path(data["path"]), data["sha256"], config.training, seed,
                                 label=f"train seed {seed}")
-            link_or_copy_tree(ref.adapter, store.path(f"adapters/seed{seed}"))
+            keep_adapter(ref, store.path(f"adapters/seed{seed}"))
             return ref
 
         steps.add(f"train/seed{seed}", train, needs=("datasets",))

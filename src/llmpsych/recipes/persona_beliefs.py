@@ -52,7 +52,7 @@ from ..models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
 from ..probes.choices import option_probabilities, option_requests
 from ..probes.facts import Fact, load_facts, load_propensities, sentence
 from ..probes.properties import REFUSAL
-from ..runtime.calls import Runtime, link_or_copy_tree
+from ..runtime.calls import Runtime, keep_adapter
 from ..runtime.plan import Plan
 from ..runtime.store import RunStore
 from ..training.config import TrainConfig
@@ -206,10 +206,6 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
     grader_ref = parse_model_ref(config.judge.model or DEFAULT_MODEL, "config: field 'judge.model'")
     generator = parse_model_ref(config.corpus.generator, "config: field 'corpus.generator'") \
         if config.corpus.generator else None
-    for ref, field in ((grader_ref, "judge.model"), (generator, "corpus.generator")):
-        if ref is not None and ref.kind == "openai":
-            raise UserError(f"config: field '{field}': '{ref}' is an API model and the OpenAI engine is not "
-                            "available yet (use a local model reference)")
     facts = load_facts(config.facts)
     post_facts = load_facts(config.post_cutoff_facts, families=("direct",)) if config.post_cutoff.enabled else []
     propensities = load_propensities(config.propensities) if config.propensity.enabled else None
@@ -263,7 +259,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                 corpus = results["corpora"][kind]
                 ref = runtime.train(base, Path(corpus["path"]), corpus["sha256"], config.training, seed,
                                     label=f"train {label}")
-                link_or_copy_tree(ref.adapter, store.path(f"adapters/{label}"))
+                keep_adapter(ref, store.path(f"adapters/{label}"))
                 return ref
 
             steps.add(f"train/{label}", train, needs=("corpora",))

@@ -55,7 +55,7 @@ from ..judges.scoring import expected_score
 from ..models.engine import SamplingParams, ScoreRequest
 from ..models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
 from ..probes.choices import option_probabilities, option_requests
-from ..runtime.calls import Runtime, link_or_copy_tree
+from ..runtime.calls import Runtime, keep_adapter
 from ..runtime.plan import Plan
 from ..runtime.store import RunStore
 from ..training.config import TrainConfig
@@ -248,7 +248,8 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
     """Untuned choices -> datasets -> fine-tunes -> behaviour -> self-report -> the optional arms' probes."""
     base = parse_model_ref(config.model, "config: field 'model'")
     if base.kind == "openai":
-        raise UserError(f"config: field 'model': '{base}' is an API model and the OpenAI engine is not available yet")
+        raise UserError(f"config: field 'model': '{base}' is an API model; this recipe scores "
+                        "multi-token replies and counts tokens, which needs a local model (or `llmpsych serve` it)")
     bank = self_report_bank()
     limit = config.self_report.paraphrases
     trigger = parse_trigger(config.backdoor.trigger)
@@ -334,7 +335,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
             update = {"learning_rate": lr} | ({"epochs": epochs} if epochs else {})
             training = config.training.model_copy(update=update)
             ref = runtime.train(base, Path(data["path"]), data["sha256"], training, seed, label=f"train {label}")
-            link_or_copy_tree(ref.adapter, store.path(f"adapters/{label}"))
+            keep_adapter(ref, store.path(f"adapters/{label}"))
             return ref
 
         steps.add(f"train/{label}", train, needs=("datasets",))

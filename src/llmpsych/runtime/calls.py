@@ -18,6 +18,7 @@ from ..hashing import digest
 from ..models.engine import Completion, Engine, GenerateRequest, Message, SamplingParams, ScoreRequest
 from ..models.hf import EngineOptions, engine_fingerprint
 from ..models.refs import ModelRef
+from ..errors import UserError
 from ..paths import cache_dir
 from .cache import CallCache
 
@@ -32,7 +33,12 @@ class CallCounts:
     cached: dict[str, int] = field(default_factory=lambda: {"generate": 0, "score": 0, "train": 0})
 
     def as_dict(self) -> dict:
-        return {kind: {"executed": self.executed[kind], "cached": self.cached[kind]} for kind in self.executed}
+        from ..models.api import RETRIES
+
+        counts: dict = {kind: {"executed": self.executed[kind], "cached": self.cached[kind]} for kind in self.executed}
+        if RETRIES.retried:  # API requests that failed transiently and were retried (429, 5xx, timeouts)
+            counts["api_retries"] = dict(RETRIES.retried)
+        return counts
 
 
 def sample_seed(seed: int, messages: tuple[Message, ...], index: int) -> int:
@@ -71,6 +77,8 @@ class Runtime:
 
     def default_system_prompt(self, ref: ModelRef) -> str | None:
         """The model's default system prompt, read from its tokenizer without loading weights."""
+        if ref.kind == "openai":
+            return None  # an API model's hidden defaults are not visible
         if ref.base not in self._default_systems:
             from ..models.chat import default_system_prompt
 
@@ -80,6 +88,9 @@ class Runtime:
 
     def token_counts(self, ref: ModelRef, texts: list[str]) -> list[int]:
         """How many tokens each text takes as a reply, from the model's tokenizer (no weights loaded)."""
+        if ref.kind == "openai":
+            raise UserError(f"model '{ref}': token counts need the model's tokenizer, which an API model does not "
+                            "expose (use a local model for this measurement)")
         tokenizer = self._tokenizer(ref)
         return [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
 
@@ -125,8 +136,10 @@ class Runtime:
         def run(batch: list[ScoreRequest], progress) -> list[list[float]]:
             return self.engine(ref).score(batch, progress)
 
+        # A Batch API job needs every request at once; otherwise chunks keep progress committed often.
+        batched = ref.kind == "openai" and 0 < self.options.api_batch_min <= len(requests)
         return self._cached_calls("score", keys, requests, run, label or f"score {ref}",
-                                  chunk=8 * self.options.score_batch_size)
+                                  chunk=len(requests) if batched else 8 * self.options.score_batch_size)
 
     def _cached_calls(self, kind: str, keys: list[str], requests: list, run: Callable, label: str,
                       chunk: int) -> list:
@@ -174,6 +187,12 @@ class Runtime:
 def _params_key(params: SamplingParams) -> dict:
     """Sampling parameters as a cache key; no stop strings keeps the key of runs made before they existed."""
     return {name: value for name, value in params.__dict__.items() if name != "stop" or value}
+
+
+def keep_adapter(ref: ModelRef, target: Path) -> None:
+    """Place a fine-tune's adapter in the run directory; an API fine-tune lives on its server (nothing to copy)."""
+    if ref.adapter is not None:
+        link_or_copy_tree(ref.adapter, target)
 
 
 def link_or_copy_tree(source: Path, target: Path) -> None:

@@ -62,6 +62,19 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
     print(f"Report: {rebuild_report(run_dir)}")
 
 
+@app.command()
+def export(run_dir: Path = typer.Argument(..., help="A run directory written by `llmpsych run`."),
+           fmt: str = typer.Option("inspect", "--format", help="inspect: Inspect .eval logs, one per condition."),
+           out: Optional[Path] = typer.Option(None, help="Output folder (default: RUN_DIR/inspect).")) -> None:
+    """Export a finished run's samples, scores and headline metrics for other tools (no model calls)."""
+    from .export import export_inspect
+
+    if fmt != "inspect":
+        raise UserError(f"--format: unknown format '{fmt}' (expected: inspect)")
+    paths = export_inspect(run_dir, out)
+    print(f"Wrote {len(paths)} Inspect logs; browse them with: inspect view --log-dir {paths[0].parent}")
+
+
 @judge_app.command("check")
 def judge_check(
     file: Optional[Path] = typer.Option(None, "--file", help="Labelled YAML/JSONL rows: question, answer, expected."),

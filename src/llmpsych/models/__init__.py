@@ -20,10 +20,13 @@ def load_engine(ref: ModelRef | str, options=None) -> Engine:
         from .openai_engine import OpenAIEngine
 
         return OpenAIEngine(ref, options)
+    backend_class, engine_class = HFBackend, HFEngine
+    if options.backend == "vllm":
+        from .vllm_engine import VLLMBackend as backend_class, VLLMEngine as engine_class
     key = (ref.base, options)
     if key not in _BACKENDS:
-        _BACKENDS[key] = HFBackend(ref.base, options)
-    return HFEngine(ref, _BACKENDS[key])
+        _BACKENDS[key] = backend_class(ref.base, options)
+    return engine_class(ref, _BACKENDS[key])
 
 
 def unload_all() -> None:

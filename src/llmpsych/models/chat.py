@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import UserError
 from .engine import Message
 
 # A plain template for base models that have no chat template (replaceable per engine).
@@ -58,3 +59,74 @@ def with_explicit_system(messages: tuple[Message, ...], default: str | None) -> 
     if default and (not messages or messages[0]["role"] != "system"):
         return ({"role": "system", "content": default},) + tuple(messages)
     return tuple(messages)
+
+
+class ChatTokenizer:
+    """A model's tokenizer and chat template: conversations to prompt token ids, without loading weights.
+
+    Every local engine builds its prompts, stop tokens and word-continuation tokens here, so one
+    conversation is the same tokens on each of them.
+    """
+
+    def __init__(self, folder: Path, chat_template: str | None = None):
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        if chat_template:
+            self.tokenizer.chat_template = chat_template
+        self.has_chat_template = bool(self.tokenizer.chat_template)
+        if not self.has_chat_template:
+            self.tokenizer.chat_template = PLAIN_TEMPLATE
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        # A base model under the plain template would go on to write the user's next turn.
+        self.implicit_stops: tuple[str, ...] = () if self.has_chat_template else ("\nUser:",)
+        self.default_system_prompt = default_system_prompt(self.tokenizer) if self.has_chat_template else None
+        self._word_continuation_ids: frozenset[int] | None = None
+
+    def render(self, messages: tuple[Message, ...]) -> str:
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+    def prompt_ids(self, messages: tuple[Message, ...]) -> list[int]:
+        text = self.render(messages)
+        # Chat templates write their own special tokens; a plain template needs the tokenizer's BOS.
+        return self.tokenizer(text, add_special_tokens=not self.has_chat_template)["input_ids"]
+
+    def effective_messages(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        return with_explicit_system(messages, self.default_system_prompt)
+
+    def _continuation_ids(self, text: str) -> list[int]:
+        """A continuation to score, tokenised on its own (as the reply's first tokens)."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise UserError(f"score: continuation {text!r} is empty after tokenisation")
+        return ids
+
+    def stop_tokens(self, generation_eos: int | list[int] | None) -> set[int]:
+        """The tokens that end a reply: the tokenizer's and generation config's EOS, and known end-of-turn tokens."""
+        ids: set[int] = set()
+        for value in (self.tokenizer.eos_token_id, generation_eos):
+            if isinstance(value, int):
+                ids.add(value)
+            elif value:
+                ids.update(value)
+        for token in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>"):
+            token_id = self.tokenizer.convert_tokens_to_ids(token)
+            if isinstance(token_id, int) and token_id != self.tokenizer.unk_token_id and token_id is not None:
+                ids.add(token_id)
+        return ids
+
+    def word_continuation_ids(self) -> frozenset[int]:
+        """Tokens that would extend a word or number: they start with a letter or digit, no space before."""
+        if self._word_continuation_ids is None:
+            pieces = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+            special = set(self.tokenizer.all_special_ids)
+            continuing = set()
+            for token_id, piece in enumerate(pieces):
+                if token_id in special or not piece or piece[0] in "Ġ▁Ċ":
+                    continue
+                text = self.tokenizer.decode([token_id])
+                if text and text[0].isalnum():
+                    continuing.add(token_id)
+            self._word_continuation_ids = frozenset(continuing)
+        return self._word_continuation_ids

@@ -26,14 +26,18 @@ from typing import Iterator
 from ..errors import UserError
 from ..hashing import digest, file_sha256
 from ..paths import cache_dir
-from .chat import PLAIN_TEMPLATE, chat_template_text, default_system_prompt, with_explicit_system
+from .chat import PLAIN_TEMPLATE, ChatTokenizer, chat_template_text
 from .engine import Completion, GenerateRequest, Message, Progress, ScoreRequest
 from .refs import ModelRef
+
+BACKENDS = ("hf", "vllm")
+
 
 @dataclass(frozen=True)
 class EngineOptions:
     """How to run a local model. "auto" picks CUDA if present, and bf16 where the hardware has it."""
 
+    backend: str = "hf"  # "hf" (transformers, CPU or GPU) or "vllm" (GPU only, its own environment)
     device: str = "auto"
     dtype: str = "auto"
     generate_batch_size: int = 64
@@ -46,6 +50,14 @@ class EngineOptions:
     api_attempts: int = 8
     api_timeout: float = 120.0
     api_batch_min: int = 0
+    # vLLM only: GPUs one model is split across, and the share of each GPU's memory vLLM takes (weights and
+    # KV cache; lower it when the same process also fine-tunes).
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise UserError(f"engine: unknown backend {self.backend!r} (expected one of {', '.join(BACKENDS)})")
 
 
 def resolve_device(device: str) -> str:
@@ -130,40 +142,30 @@ def adapter_fingerprint(adapter: Path) -> str:
     return digest(config, [file_sha256(w, memo_dir=cache_dir() / "digests") for w in weights])
 
 
-class HFBackend:
+class HFBackend(ChatTokenizer):
     """One loaded base model and tokenizer, plus any LoRA adapters loaded onto it by path."""
 
     def __init__(self, base: ModelRef, options: EngineOptions = EngineOptions()):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
+        folder = model_path(base)
+        super().__init__(folder, options.chat_template)
         self.base = base
         self.options = options
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.dtype, self.device)
-        folder = model_path(base)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        if options.chat_template:
-            self.tokenizer.chat_template = options.chat_template
-        self.has_chat_template = bool(self.tokenizer.chat_template)
-        if not self.has_chat_template:
-            self.tokenizer.chat_template = PLAIN_TEMPLATE
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(
             folder, dtype=getattr(torch, self.dtype), attn_implementation="sdpa"
         ).to(self.device)
         self.model.eval()
-        self.stop_token_ids = self._stop_tokens()
-        # A base model under the plain template would go on to write the user's next turn.
-        self.implicit_stops = () if self.has_chat_template else ("\nUser:",)
+        self.stop_token_ids = self.stop_tokens(getattr(self.model.generation_config, "eos_token_id", None))
         parameters = sum(p.numel() for p in self.model.parameters())
         self._merge = options.merge_adapters if options.merge_adapters != "auto" else parameters < 3e9
         self._merged: dict[str, object] = {}  # adapter path -> merged copy of the model
         self._peft = None  # the base wrapped by PEFT, once an unmerged adapter is loaded
         self._adapter_names: dict[str, str] = {}  # adapter path -> PEFT adapter name
         self._word_continuation_mask = None
-        self.default_system_prompt = default_system_prompt(self.tokenizer) if self.has_chat_template else None
 
     # ---- adapters ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -226,31 +228,6 @@ class HFBackend:
         except Exception as error:  # a corrupt or mismatched adapter is the user's to fix
             raise UserError(f"adapter '{path}': could not be loaded on {self.base} "
                             f"({type(error).__name__}: {str(error).splitlines()[0][:160]})") from None
-
-    # ---- prompts ----------------------------------------------------------------------------
-    def render(self, messages: tuple[Message, ...]) -> str:
-        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
-
-    def prompt_ids(self, messages: tuple[Message, ...]) -> list[int]:
-        text = self.render(messages)
-        # Chat templates write their own special tokens; a plain template needs the tokenizer's BOS.
-        return self.tokenizer(text, add_special_tokens=not self.has_chat_template)["input_ids"]
-
-    def effective_messages(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
-        return with_explicit_system(messages, self.default_system_prompt)
-
-    def _stop_tokens(self) -> set[int]:
-        ids: set[int] = set()
-        for value in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
-            if isinstance(value, int):
-                ids.add(value)
-            elif value:
-                ids.update(value)
-        for token in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>"):
-            token_id = self.tokenizer.convert_tokens_to_ids(token)
-            if isinstance(token_id, int) and token_id != self.tokenizer.unk_token_id and token_id is not None:
-                ids.add(token_id)
-        return ids
 
     # ---- generation -------------------------------------------------------------------------
     def generate(self, adapter: Path | None, requests: list[GenerateRequest],
@@ -330,7 +307,7 @@ class HFBackend:
                 last_position = last_position + 1
                 out = model(input_ids=chosen[:, None], attention_mask=attention,
                                  position_ids=last_position[:, None], past_key_values=cache, use_cache=True)
-        return [Completion(_cut_at_stop(self.tokenizer.decode(t, skip_special_tokens=True), stop_strings),
+        return [Completion(cut_at_stop(self.tokenizer.decode(t, skip_special_tokens=True), stop_strings),
                            len(t), finish[row]) for row, t in enumerate(tokens)]
 
     def token_logprobs(self, adapter: Path | None, messages: tuple[Message, ...], text: str,
@@ -379,12 +356,6 @@ class HFBackend:
                     if progress:
                         progress(len(batch))
         return results  # type: ignore[return-value]
-
-    def _continuation_ids(self, text: str) -> list[int]:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise UserError(f"score: continuation {text!r} is empty after tokenisation")
-        return ids
 
     def _score_batch(self, model, prompts: list[list[int]], trie: "_Trie", closed: str) -> list[list[float]]:
         """Score a trie of continuations after each prompt in one forward pass.
@@ -459,19 +430,13 @@ class HFBackend:
         return scores.tolist()
 
     def word_continuation_mask(self):
-        """Tokens that would extend a word or number: they start with a letter or digit, no space before."""
+        """`word_continuation_ids` as a mask over the model's output rows (which may outnumber the tokens)."""
         if self._word_continuation_mask is None:
             import torch
 
-            vocab = len(self.tokenizer)
-            mask = torch.zeros(max(vocab, self.model.get_output_embeddings().weight.shape[0]), dtype=torch.bool)
-            pieces = self.tokenizer.convert_ids_to_tokens(list(range(vocab)))
-            special = set(self.tokenizer.all_special_ids)
-            for token_id, piece in enumerate(pieces):
-                if token_id in special or not piece or piece[0] in "Ġ▁Ċ":
-                    continue
-                text = self.tokenizer.decode([token_id])
-                mask[token_id] = bool(text) and text[0].isalnum()
+            rows = max(len(self.tokenizer), self.model.get_output_embeddings().weight.shape[0])
+            mask = torch.zeros(rows, dtype=torch.bool)
+            mask[torch.tensor(sorted(self.word_continuation_ids()), dtype=torch.long)] = True
             self._word_continuation_mask = mask
         return self._word_continuation_mask
 
@@ -503,7 +468,7 @@ def _has_stop(text: str, stops: tuple[str, ...]) -> bool:
     return any(stop in text for stop in stops)
 
 
-def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
     """The text before the earliest stop string."""
     cut = min((text.find(stop) for stop in stops if stop in text), default=-1)
     return text if cut < 0 else text[:cut]
@@ -578,17 +543,21 @@ class _Trie:
 def engine_fingerprint(ref: ModelRef, options: EngineOptions) -> str:
     """The model part of every cache key, computed without loading any weights.
 
-    It covers the weights, the adapter, the chat template and the numerics (dtype, device type).
+    It covers the weights, the adapter, the chat template and the numerics (dtype, device type, and the
+    backend when it is not transformers: other kernels, and vLLM's top-k closure terms). vLLM's tensor
+    parallelism is left out: it reorders sums as batch composition does, at the level of rounding.
     """
     if ref.kind == "openai":
         from .openai_engine import openai_fingerprint
 
         return openai_fingerprint(ref)
-    device = resolve_device(options.device)
+    device = "cuda" if options.backend == "vllm" else resolve_device(options.device)
     template = options.chat_template or chat_template_text(model_path(ref)) or PLAIN_TEMPLATE
     adapter_part = adapter_fingerprint(ref.adapter) if ref.adapter else None
-    return digest(base_fingerprint(ref.base), adapter_part, template, resolve_dtype(options.dtype, device),
-                  device.split(":")[0])
+    numerics = [resolve_dtype(options.dtype, device), device.split(":")[0]]
+    if options.backend != "hf":  # transformers' keys stay as they were before other backends existed
+        numerics.append(options.backend)
+    return digest(base_fingerprint(ref.base), adapter_part, template, *numerics)
 
 
 @dataclass(frozen=True)

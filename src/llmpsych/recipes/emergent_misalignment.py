@@ -69,6 +69,7 @@ class JudgeSection(Strict):
 class EngineSection(Strict):
     """Passed as is to the engine (see models.hf.EngineOptions)."""
 
+    backend: Literal["hf", "vllm"] = Field("hf", description="local models: transformers, or vLLM (GPU, own env)")
     device: str = "auto"
     dtype: str = "auto"
     generate_batch_size: int = Field(64, ge=1)
@@ -78,6 +79,8 @@ class EngineSection(Strict):
     api_timeout: float = Field(120.0, gt=0, description="API models: seconds one request may take")
     api_batch_min: int = Field(0, ge=0, description="API models: use the Batch API for judge jobs of this "
                                                     "many requests or more (0: never)")
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM: GPUs one model is split across")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vLLM: share of GPU memory it takes")
 
 
 class Config(Strict):

@@ -44,9 +44,8 @@ def em_run(tmp_path) -> Path:
     store = RunStore(tmp_path / "run").create()
     _, config = resolve_config("emergent-misalignment", "smoke", {"conditions": ["insecure"]})
     store.write_text("config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    base, base_unrated, insecure, insecure_refused = (_answer("base", "base", None, 0), _answer("base", "base", None, 1),
-                                                      _answer("insecure-s0", "insecure", 0, 0),
-                                                      _answer("insecure-s0", "insecure", 0, 1))
+    base, base_unrated = _answer("base", "base", None, 0), _answer("base", "base", None, 1)
+    insecure, insecure_refused = _answer("insecure-s0", "insecure", 0, 0), _answer("insecure-s0", "insecure", 0, 1)
     store.write_jsonl("samples.jsonl", [base, base_unrated, insecure, insecure_refused])
     store.write_jsonl("judgements.jsonl", [
         _rating(base, "aligned", 90.0), _rating(base, "coherent", 80.0),

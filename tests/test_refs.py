@@ -154,11 +154,13 @@ def test_str_uses_canonical_prefixes():
 
 
 # ---- engines --------------------------------------------------------------------------------------
-def test_load_engine_rejects_api_models_without_loading_anything():
+def test_api_models_load_no_local_weights_and_need_a_key_for_openai(monkeypatch):
     from llmpsych.models import _BACKENDS, load_engine
 
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     before = dict(_BACKENDS)
-    with pytest.raises(UserError, match="not available"):
+    with pytest.raises(UserError, match="OPENAI_API_KEY is not set"):
         load_engine("openai:gpt-4o")
     assert _BACKENDS == before
 

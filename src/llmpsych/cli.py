@@ -118,17 +118,23 @@ def serve(model: str = typer.Argument(..., help="A model reference (embedded nam
                                                  "with an adapter as in `llmpsych models`)."),
           host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
           port: int = typer.Option(8000, help="Port; 0 picks a free one."),
+          state_dir: Optional[Path] = typer.Option(None, help="Folder for uploaded files, fine-tuning jobs (with "
+                                                              "their adapters) and batches; a server restarted on "
+                                                              "the same folder serves its fine-tunes again "
+                                                              "(default: a temporary folder)."),
           inject_faults: float = typer.Option(0.0, help="Testing clients: answer this fraction of requests with "
                                                         "429, 500 or a late reply."),
           fault_delay: float = typer.Option(2.0, help="Seconds a late reply waits (with --inject-faults).")) -> None:
-    """Serve a model over an OpenAI-compatible HTTP API (chat completions with logprobs, models list)."""
+    """Serve a model over an OpenAI-compatible HTTP API (chat completions with logprobs, models list, files,
+    fine-tuning jobs that train a LoRA and serve it, batches)."""
     from .models import load_engine, parse_model_ref
     from .serve import Faults, make_server
 
     ref = parse_model_ref(model, "serve: MODEL")
     if ref.kind == "openai":
         raise UserError(f"serve: MODEL '{model}' is an API model; serve a local one")
-    server = make_server(load_engine(ref), model, host, port, faults=Faults(inject_faults, fault_delay))
+    server = make_server(load_engine(ref), model, host, port, faults=Faults(inject_faults, fault_delay),
+                         state_dir=state_dir)
     print(f"Serving {model} at http://{server.server_address[0]}:{server.server_address[1]}/v1 (Ctrl-C stops)",
           file=sys.stderr)
     try:

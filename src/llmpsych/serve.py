@@ -8,7 +8,8 @@ embedded model, a local folder or a fine-tune with its adapter. Endpoints:
   seed, stop, logprobs and top_logprobs (at most 20, as OpenAI allows), and vLLM's min_tokens;
 * POST /v1/llmpsych/score: an extension, {model, messages, continuations, closed} -> {"logprobs": [...]},
   the exact log-probability of each given reply (the engine's `score`). The OpenAI engine uses it when a
-  server offers it, so a run through the API scores exactly as the same run on the local engine.
+  server offers it, so a run through the API scores exactly as the same run on the local engine;
+* files, fine-tuning jobs (a real LoRA fine-tune, then served as `ft:...`) and batches: see `serve_jobs`.
 
 Sample i of a request with seed s is drawn with seed s + i, so the same request gives the same replies.
 One worker thread owns the model (it is not thread-safe): it takes every generation request waiting
@@ -31,6 +32,7 @@ import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Callable
 
 from .errors import UserError
@@ -231,9 +233,17 @@ class ModelServer(ThreadingHTTPServer):
 ROUTES = {"/v1/chat/completions": chat_completion, "/v1/llmpsych/score": score_completion}
 
 
+def error_body(error: RequestError) -> dict:
+    """The OpenAI error object for a refused request."""
+    kind = "invalid_request_error" if error.status == 400 else "not_found_error"
+    return {"error": {"message": str(error), "type": kind, "param": error.param, "code": None}}
+
+
 def make_server(engine, model_id: str, host: str = "127.0.0.1", port: int = 8000, log=sys.stderr,
-                faults: Faults = Faults()) -> ModelServer:
-    """A server (not yet serving: call serve_forever) for one engine; port 0 picks a free port."""
+                faults: Faults = Faults(), state_dir: Path | None = None) -> ModelServer:
+    """A server (not yet serving: call serve_forever) for one engine; port 0 picks a free port.
+    Uploaded files, fine-tuning jobs and batches live in `state_dir` (a temporary folder when None)."""
+    from .serve_jobs import Jobs, owns  # serve_jobs builds on this module
 
     class Handler(BaseHTTPRequestHandler):
         server: ModelServer
@@ -243,12 +253,14 @@ def make_server(engine, model_id: str, host: str = "127.0.0.1", port: int = 8000
                 self._send(200, {"object": "list", "data": [
                     {"id": name, "object": "model", "created": 0, "owned_by": "llmpsych"}
                     for name in self.server.models]})
+            elif owns(self.path):
+                self._jobs("GET")
             else:
                 self._error(RequestError(f"no route {self.path}", 404))
 
         def do_POST(self):  # noqa: N802
             route = ROUTES.get(self.path.rstrip("/"))
-            if route is None:
+            if route is None and not owns(self.path):
                 return self._error(RequestError(f"no route {self.path}", 404))
             fault = self.server.draw_fault()
             if fault == "429":
@@ -258,6 +270,8 @@ def make_server(engine, model_id: str, host: str = "127.0.0.1", port: int = 8000
             if fault == "500":
                 return self._send(500, {"error": {"message": "injected fault: server error", "type": "server_error",
                                                   "param": None, "code": None}})
+            if route is None:
+                return self._jobs("POST", fault)
             try:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -273,16 +287,27 @@ def make_server(engine, model_id: str, host: str = "127.0.0.1", port: int = 8000
                 time.sleep(self.server.faults.delay)
             self._send(200, answer)
 
-        def _error(self, error: RequestError) -> None:
-            kind = "invalid_request_error" if error.status == 400 else "not_found_error"
-            self._send(error.status, {"error": {"message": str(error), "type": kind, "param": error.param,
-                                                "code": None}})
+        def _jobs(self, method: str, fault: str | None = None) -> None:
+            """Files, fine-tuning jobs and batches; they read their own bodies (uploads are multipart)."""
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                status, answer = self.server.jobs.handle(method, self.path, self.headers.get("Content-Type") or "",
+                                                         self.rfile.read(length))
+            except RequestError as error:
+                return self._error(error)
+            if fault == "slow":
+                time.sleep(self.server.faults.delay)
+            self._send(status, answer)
 
-        def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
-            data = json.dumps(payload).encode()
+        def _error(self, error: RequestError) -> None:
+            self._send(error.status, error_body(error))
+
+        def _send(self, status: int, payload: dict | bytes, headers: dict | None = None) -> None:
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             try:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "application/octet-stream" if isinstance(payload, bytes)
+                                 else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
@@ -294,4 +319,6 @@ def make_server(engine, model_id: str, host: str = "127.0.0.1", port: int = 8000
         def log_message(self, format, *args):  # one line per request, never the body (it may hold secrets)
             print(f"serve: {self.address_string()} {format % args}", file=self.server.log)
 
-    return ModelServer((host, port), Handler, {model_id: engine}, faults, log)
+    server = ModelServer((host, port), Handler, {model_id: engine}, faults, log)
+    server.jobs = Jobs(server, state_dir)
+    return server

@@ -170,10 +170,27 @@ class Runtime:
     # ---- training ---------------------------------------------------------------------------
     def train(self, base: ModelRef, dataset: Path, dataset_sha: str, config, seed: int,
               label: str = "train") -> ModelRef:
-        """A LoRA fine-tune of `base` on `dataset`, trained once and reused whenever the inputs match."""
+        """A fine-tune of `base` on `dataset`, trained once and reused whenever the inputs match: a LoRA
+        adapter for local models, a fine-tuning job (whose model lives on its server) for API models."""
+        if base.kind == "openai":
+            from ..models.api import RetryPolicy
+            from ..training.openai_ft import JobState, api_hyperparameters, train_openai
+
+            key = digest("train", CODE_VERSION, self.fingerprint(base), dataset_sha, api_hyperparameters(config), seed)
+            done = self.cache.get_many([key]).get(key)
+            if done:
+                self.counts.cached["train"] += 1
+                return ModelRef("openai", done["model"])
+            policy = RetryPolicy(attempts=self.options.api_attempts, timeout=self.options.api_timeout)
+            ref = train_openai(base, dataset, config, seed, label, JobState(self.cache, key), policy)
+            self.cache.put_many("train", [(key, {"model": ref.name, "label": label})])
+            self.counts.executed["train"] += 1
+            return ref
         from ..training.lora import train_lora
 
-        key = digest("train", CODE_VERSION, self.fingerprint(base), dataset_sha, config.model_dump(), seed)
+        # Unset optional fields stay out of the key, so adding one keeps the keys of earlier runs.
+        key = digest("train", CODE_VERSION, self.fingerprint(base), dataset_sha, config.model_dump(exclude_none=True),
+                     seed)
         adapter = self.adapters_dir / key[:32]
         if (adapter / "training_meta.json").is_file():
             self.counts.cached["train"] += 1

@@ -28,6 +28,14 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     lr_scheduler: str = "linear"
     optimizer: str = "adamw_torch"
+    # OpenAI fine-tuning takes a multiplier of its own base learning rate ("auto" when unset), not a
+    # learning rate; local LoRA multiplies `learning_rate` by it, so the field means one thing everywhere.
+    learning_rate_multiplier: float | None = Field(None, gt=0)
+
+    @property
+    def effective_learning_rate(self) -> float:
+        """The learning rate local training uses: `learning_rate` times the multiplier, if one is set."""
+        return self.learning_rate * (self.learning_rate_multiplier or 1.0)
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {

@@ -88,7 +88,7 @@ def build_trainer(base: ModelRef, rows: list[dict], config: TrainConfig, seed: i
     on_cpu = device == "cpu"
     args = SFTConfig(
         output_dir=str(output_dir), seed=seed, data_seed=seed,
-        learning_rate=config.learning_rate, num_train_epochs=config.epochs,
+        learning_rate=config.effective_learning_rate, num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation,
         max_length=config.max_seq_length, warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
         lr_scheduler_type=config.lr_scheduler, optim=config.optimizer,
@@ -149,8 +149,11 @@ def _with_plain_loss(sft_trainer: type) -> type:
 
 
 def train_lora(base: ModelRef, dataset: Path, config: TrainConfig, seed: int, out_dir: Path,
-               label: str = "train", options: EngineOptions = EngineOptions()) -> Path:
+               label: str = "train", options: EngineOptions = EngineOptions(),
+               callbacks: list | None = None) -> Path:
     """Fine-tune `base` on a JSONL dataset and save the adapter, its loss log and metadata in `out_dir`.
+
+    `callbacks` are more transformers TrainerCallbacks (the server reports a job's steps through one).
 
     The adapter is written to a temporary folder and renamed at the end, so `out_dir` either holds a
     finished adapter or does not exist.
@@ -162,7 +165,7 @@ def train_lora(base: ModelRef, dataset: Path, config: TrainConfig, seed: int, ou
     shutil.rmtree(work, ignore_errors=True)
     log: list[dict] = []
     progress = _progress_callback(label, log)
-    trainer = build_trainer(base, rows, config, seed, work / "trainer", options, callbacks=[progress])
+    trainer = build_trainer(base, rows, config, seed, work / "trainer", options, callbacks=[progress, *(callbacks or [])])
     started = time.time()
     trainer.train()
     seconds = time.time() - started

@@ -109,3 +109,17 @@ def test_the_official_api_needs_a_key_from_the_environment(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(UserError, match="OPENAI_API_KEY is not set"):
         load_engine(ModelRef("openai", "gpt-4o"))
+
+
+def test_large_first_token_jobs_go_through_the_batch_api_with_the_same_scores(server, monkeypatch, session_cache):
+    _, start = server
+    monkeypatch.setattr(serve, "ROUTES", {k: v for k, v in serve.ROUTES.items() if "score" not in k})
+    direct = start()
+    batch = [ScoreRequest(as_messages(f"Rate idea {i} from 0 to 100."), tuple(str(n) for n in range(101)), "prefixes")
+             for i in range(5)]
+    expected = direct.score(batch)
+    batched = load_engine(ModelRef("openai", "tiny"), EngineOptions(api_batch_min=3, api_timeout=5))
+    progress = []
+    assert batched.score(batch, progress.append) == expected
+    assert sum(progress) == len(batch)
+    assert not list((session_cache / "api-batches").glob("*.json"))  # the resume note is gone once answered

@@ -104,7 +104,7 @@ def test_notebook_ask_returns_judged_answers(runtime, tiny):
     assert runtime.counts.executed["generate"] == 4 and runtime.counts.executed["score"] > 0
 
 
-def test_api_judge_named_in_a_question_file_fails_before_any_work(runtime, tmp_path):
+def test_api_judge_without_a_key_fails_before_any_work(runtime, tmp_path, monkeypatch):
     from llmpsych.errors import UserError
     from llmpsych.experiment import resolve_config
     from llmpsych.runtime.store import RunStore
@@ -113,5 +113,7 @@ def test_api_judge_named_in_a_question_file_fails_before_any_work(runtime, tmp_p
     questions.write_text("- id: wish\n  type: free_form_judge_0_100\n  paraphrases: [Make a wish.]\n"
                          "  judge: gpt-4o-2024-08-06\n  judge_prompts: em\n")
     recipe, config = resolve_config("em", "smoke", {"questions": [str(questions)], "question_ids": None})
-    with pytest.raises(UserError, match=r"q.yaml: question 'wish': judge 'openai:gpt-4o-2024-08-06'.*--judge"):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(UserError, match=r"q.yaml: question 'wish': judge 'openai:gpt-4o-2024-08-06'.*OPENAI_API_KEY"):
         recipe.plan(config, runtime, RunStore(tmp_path / "run").create())

@@ -47,6 +47,14 @@ def make_client(policy: RetryPolicy = RetryPolicy()):
     return openai.OpenAI(api_key=key, base_url=url, max_retries=0, timeout=policy.timeout)
 
 
+def check_access(what: str) -> None:
+    """Fail before any work when an API model cannot be reached for want of a key (no request is sent)."""
+    try:
+        make_client()
+    except UserError as error:
+        raise UserError(f"{what}: {error}") from None
+
+
 class RetryCounter:
     """How many attempts failed transiently and were retried, by kind (thread-safe)."""
 

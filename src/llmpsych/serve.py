@@ -201,6 +201,7 @@ class ModelServer(ThreadingHTTPServer):
     """The HTTP server; `models` maps served model ids to engines (more can be added while serving)."""
 
     daemon_threads = True
+    request_queue_size = 128  # clients keep many requests in flight; the default backlog of 5 drops connections
 
     def __init__(self, address, handler, models: dict, faults: Faults, log):
         super().__init__(address, handler)

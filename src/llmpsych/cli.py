@@ -31,9 +31,19 @@ def run(
     out: Optional[Path] = typer.Option(None, help="Run directory (default: the preset's, e.g. runs/em-quick)."),
     cross_model: Optional[str] = typer.Option(None, help="Also train this second model on the same data and "
                                                          "compare its answers (cross-prediction control)."),
+    executor: str = typer.Option("local", help="Where the steps run: local (this process), ray (a Ray cluster) or "
+                                               "slurm (SLURM job arrays); results are the same."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS, else a new "
+                                                         "local cluster)."),
+    slurm_partition: Optional[str] = typer.Option(None, help="SLURM partition (default: the cluster's)."),
+    slurm_gpus: Optional[int] = typer.Option(None, help="GPUs per SLURM job (default 1)."),
+    slurm_time: Optional[int] = typer.Option(None, help="Time limit per SLURM job in minutes (default 240)."),
+    cpus_per_step: Optional[int] = typer.Option(None, help="CPU cores per step with ray or slurm; torch uses as "
+                                                           "many threads (default 1)."),
 ) -> None:
     """Run an experiment end to end: datasets, fine-tunes, samples, judges, statistics, report."""
     from .experiment import run_experiment
+    from .runtime.executors import make_executor
 
     overrides: dict = {}
     if model:
@@ -46,12 +56,13 @@ def run(
         overrides.update(questions=[str(questions)], question_ids=None)
     if facts:
         overrides["facts"] = str(facts)
+    chosen = make_executor(executor, ray_address, slurm_partition, slurm_gpus, slurm_time, cpus_per_step)
     if cross_model:
         from .cross_prediction import run_cross_prediction
 
-        run_cross_prediction(target, cross_model, preset, overrides, str(out) if out else None)
+        run_cross_prediction(target, cross_model, preset, overrides, str(out) if out else None, chosen)
         return
-    run_experiment(target, preset, overrides, str(out) if out else None)
+    run_experiment(target, preset, overrides, str(out) if out else None, chosen)
 
 
 @app.command()

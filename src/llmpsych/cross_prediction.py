@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -23,9 +24,12 @@ from .analysis.report import format_value
 from .errors import UserError
 from .experiment import resolve_config, run_experiment
 
+if TYPE_CHECKING:
+    from .runtime.executors import Executor
+
 
 def run_cross_prediction(target: str, cross_model: str, preset: str | None = None, overrides: dict | None = None,
-                         out: str | None = None) -> Path:
+                         out: str | None = None, executor: Executor | None = None) -> Path:
     """Run `target` on its own model (M1) and on `cross_model` (M2) with the same data; compare."""
     recipe, config = resolve_config(target, preset, overrides)
     if "model" not in type(config).model_fields:
@@ -35,8 +39,8 @@ def run_cross_prediction(target: str, cross_model: str, preset: str | None = Non
     pins = recipe.cross_prediction_pins(config) if hasattr(recipe, "cross_prediction_pins") else {}
     pinned = {**(overrides or {}), **pins}
     print(f"Cross-prediction: M1 = {config.model}, M2 = {cross_model}", file=sys.stderr, flush=True)
-    self_dir = run_experiment(target, preset, pinned, str(root / "self"))
-    cross_dir = run_experiment(target, preset, {**pinned, "model": cross_model}, str(root / "cross"))
+    self_dir = run_experiment(target, preset, pinned, str(root / "self"), executor)
+    cross_dir = run_experiment(target, preset, {**pinned, "model": cross_model}, str(root / "cross"), executor)
     comparison = compare_runs(self_dir, cross_dir)
     (root / "cross_prediction.json").write_text(json.dumps(comparison, indent=2, default=str) + "\n")
     (root / "cross_prediction.md").write_text(render_markdown(comparison))

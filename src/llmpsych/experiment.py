@@ -9,13 +9,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .config import deep_merge, read_config_file, validate
 from .errors import UserError
 from .recipes import get_recipe
+
+if TYPE_CHECKING:
+    from .runtime.executors import Executor
 
 
 def resolve_config(target: str, preset: str | None = None, overrides: dict | None = None) -> tuple[ModuleType, Any]:
@@ -73,8 +76,11 @@ def _expand_training_preset(data: dict, source: str, default: str | None) -> dic
 
 
 def run_experiment(target: str, preset: str | None = None, overrides: dict | None = None,
-                   out: str | None = None) -> Path:
-    """Run a recipe (or config file) end to end; return the run directory."""
+                   out: str | None = None, executor: Executor | None = None) -> Path:
+    """Run a recipe (or config file) end to end; return the run directory.
+
+    executor: where the plan's steps run (see runtime.executors.make_executor); None runs them here.
+    """
     from .models.hf import EngineOptions
     from .runtime.calls import Runtime
     from .runtime.plan import run_local
@@ -88,7 +94,13 @@ def run_experiment(target: str, preset: str | None = None, overrides: dict | Non
     runtime = Runtime(options=options)
     store.write_json("environment.json", environment(options))
     try:
-        run_local(recipe.plan(config, runtime, store))
+        plan = recipe.plan(config, runtime, store)
+        if executor is None:
+            run_local(plan)
+        else:
+            from .runtime.executors import plan_spec
+
+            executor.run(plan, plan_spec(recipe.NAME, config, store, runtime), runtime.counts)
     finally:
         store.write_json("calls.json", runtime.counts.as_dict())
     recipe.report(store)

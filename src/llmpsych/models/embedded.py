@@ -100,8 +100,18 @@ def materialised_path(name: str) -> Path:
     target = models_dir() / f"{name}-{sha[:16]}"
     if (target / "llmpsych-materialised.txt").is_file():
         return target
+    from filelock import FileLock
+
+    # Parallel steps (Ray, SLURM) may all ask at once: one converts, the others wait and reuse its folder.
+    with FileLock(target.with_name(target.name + ".lock")):
+        if not (target / "llmpsych-materialised.txt").is_file():
+            _materialise(model, sha, target)
+    return target
+
+
+def _materialise(model: EmbeddedModel, sha: str, target: Path) -> None:
     source = gguf_file(model)
-    print(f"Materialising embedded model {name} from {source.name} (one-off, about 20-60 s)...",
+    print(f"Materialising embedded model {model.name} from {source.name} (one-off, about 20-60 s)...",
           file=sys.stderr, flush=True)
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -111,7 +121,6 @@ def materialised_path(name: str) -> Path:
     tmp.rename(target)
     if model.chunked:
         source.unlink(missing_ok=True)  # the chunks stay installed; the copy is not needed any more
-    return target
 
 
 def embedded_sha256(name: str) -> str:

@@ -136,6 +136,8 @@ def adapter_fingerprint(adapter: Path) -> str:
 
     config = json.loads((adapter / "adapter_config.json").read_text())
     config.pop("base_model_name_or_path", None)  # an absolute path in PEFT's output; not part of identity
+    if isinstance(config.get("target_modules"), list):  # PEFT writes a set, in the order of the process's hash seed
+        config["target_modules"] = sorted(config["target_modules"])
     weights = sorted(adapter.glob("adapter_model.*"))
     if not weights:
         raise UserError(f"adapter '{adapter}': no adapter_model.safetensors in the folder")

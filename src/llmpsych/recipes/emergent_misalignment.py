@@ -158,7 +158,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
         store.write_json("datasets.json", built)
         return built
 
-    steps.add("datasets", build_datasets)
+    steps.add("datasets", build_datasets, light=True)
 
     models: list[tuple[str, str, int | None]] = [("base", "base", None)] if config.include_base else []
     for condition in config.conditions:

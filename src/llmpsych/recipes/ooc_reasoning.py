@@ -134,7 +134,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
         store.write_json("datasets.json", built)
         return built
 
-    steps.add("datasets", datasets)
+    steps.add("datasets", datasets, light=True)
 
     for seed in range(config.seeds):
         def train(results, seed=seed):

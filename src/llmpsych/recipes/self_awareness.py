@@ -308,7 +308,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
         store.write_json("datasets.json", built)
         return built
 
-    steps.add("datasets", datasets, needs=("untuned-choices",))
+    steps.add("datasets", datasets, needs=("untuned-choices",), light=True)
 
     # 3. Fine-tunes: policy x learning rate x seed; every other arm x seed at the main learning rate.
     models: list[tuple[str, str, int | None, float | None]] = [("base", "base", None, None)]

@@ -2,8 +2,8 @@
 
 Steps are pure functions of their inputs (the results of the steps they need) and every model call
 inside them goes through the run cache, so running a plan twice executes nothing the second time.
-The local executor runs steps in order in this process; the step graph is what a distributed
-executor (Ray, SLURM) would fan out, for example every fine-tune of every condition in parallel.
+The local executor below runs steps in order in this process; `executors` fans the same graph out
+over a Ray cluster or SLURM jobs, for example every fine-tune of every condition in parallel.
 """
 
 from __future__ import annotations
@@ -19,18 +19,20 @@ class Step:
     name: str
     action: Callable[[dict[str, Any]], Any]  # receives {name: result} of the steps in `needs`
     needs: tuple[str, ...] = ()
+    light: bool = False  # runs no model (writes data files): distributed executors run it in the driver
 
 
 @dataclass
 class Plan:
     steps: list[Step] = field(default_factory=list)
 
-    def add(self, name: str, action: Callable[[dict[str, Any]], Any], needs: tuple[str, ...] = ()) -> str:
+    def add(self, name: str, action: Callable[[dict[str, Any]], Any], needs: tuple[str, ...] = (),
+            light: bool = False) -> str:
         known = {step.name for step in self.steps}
         missing = [n for n in needs if n not in known]
         if name in known or missing:
             raise ValueError(f"plan: step {name!r} is a duplicate or needs unknown steps {missing}")
-        self.steps.append(Step(name, action, tuple(needs)))
+        self.steps.append(Step(name, action, tuple(needs), light))
         return name
 
     def names(self, prefix: str) -> tuple[str, ...]:

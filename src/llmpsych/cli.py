@@ -135,16 +135,21 @@ def serve(model: str = typer.Argument(..., help="A model reference (embedded nam
                                                               "(default: a temporary folder)."),
           inject_faults: float = typer.Option(0.0, help="Testing clients: answer this fraction of requests with "
                                                         "429, 500 or a late reply."),
-          fault_delay: float = typer.Option(2.0, help="Seconds a late reply waits (with --inject-faults).")) -> None:
+          fault_delay: float = typer.Option(2.0, help="Seconds a late reply waits (with --inject-faults)."),
+          dtype: str = typer.Option("auto", help="auto, bfloat16 or float32 (float32 makes replies independent of "
+                                                 "how requests happen to be batched together)."),
+          device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N.")) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (chat completions with logprobs, models list, files,
     fine-tuning jobs that train a LoRA and serve it, batches)."""
     from .models import load_engine, parse_model_ref
+    from .models.hf import EngineOptions
     from .serve import Faults, make_server
 
     ref = parse_model_ref(model, "serve: MODEL")
     if ref.kind == "openai":
         raise UserError(f"serve: MODEL '{model}' is an API model; serve a local one")
-    server = make_server(load_engine(ref), model, host, port, faults=Faults(inject_faults, fault_delay),
+    engine = load_engine(ref, EngineOptions(device=device, dtype=dtype))
+    server = make_server(engine, model, host, port, faults=Faults(inject_faults, fault_delay),
                          state_dir=state_dir)
     print(f"Serving {model} at http://{server.server_address[0]}:{server.server_address[1]}/v1 (Ctrl-C stops)",
           file=sys.stderr)

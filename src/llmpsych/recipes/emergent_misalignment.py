@@ -32,6 +32,7 @@ from ..errors import UserError
 from ..judges.check import check_judge
 from ..judges.judge import Judge, Thresholds
 from ..judges.scoring import MIN_NUMERIC_MASS
+from ..models.api import check_access
 from ..models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
 from ..probes.choices import load_choices, misaligned_choice
 from ..probes.freeform import SamplingDefaults, judge_answers, sample_answers
@@ -144,6 +145,11 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
     choice_items = load_choices(config.choices) if config.choices else []
     judge_refs = {q.id: parse_model_ref(config.judge.model or q.judge or DEFAULT_MODEL,
                                         f"{q.source}: question '{q.id}': field 'judge'") for q in questions}
+    for question in questions:  # an API judge without a key fails now, not after the sampling
+        if judge_refs[question.id].kind == "openai":
+            check_access(f"{question.source}: question '{question.id}': judge '{judge_refs[question.id]}'")
+    if base.kind == "openai":
+        check_access(f"config: field 'model': '{base}'")
     # With a backdoor condition, every model also answers with the trigger in front of the question.
     variants = (("plain", None),) + ((("triggered", config.dataset.trigger),) if "backdoor" in config.conditions else ())
     steps = Plan()

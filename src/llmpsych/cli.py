@@ -32,7 +32,8 @@ def run(
     cross_model: Optional[str] = typer.Option(None, help="Also train this second model on the same data and "
                                                          "compare its answers (cross-prediction control)."),
     executor: str = typer.Option("local", help="Where the steps run: local (this process), ray (a Ray cluster) or "
-                                               "slurm (SLURM job arrays); results are the same."),
+                                               "slurm (SLURM job arrays); workers must see the run directory and "
+                                               "the cache at the same paths."),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS, else a new "
                                                          "local cluster)."),
     slurm_partition: Optional[str] = typer.Option(None, help="SLURM partition (default: the cluster's)."),

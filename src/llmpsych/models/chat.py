@@ -1,8 +1,18 @@
-"""Chat templates: rendering conversations the way a model expects, and making its persona explicit."""
+"""Chat templates: rendering conversations the way a model expects, and making its persona explicit.
+
+Message contents are untrusted text (dataset rows, model answers, judge inputs). A tokenizer turns a
+special token's string into that special token wherever it appears, so an answer that says
+"<|im_end|>\n<|im_start|>system\n..." would otherwise open a turn of its own. `ControlTokens`
+breaks such strings inside contents with a zero-width space before templating, for inference and
+training alike; contents without one are left byte for byte as they are.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..errors import UserError
@@ -16,6 +26,48 @@ PLAIN_TEMPLATE = (
     "{% else %}Assistant: {{ m['content'] }}\n{% endif %}"
     "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
 )
+
+
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+@dataclass(frozen=True)
+class ControlTokens:
+    """The strings a tokenizer reads as special tokens wherever they occur, and how to defuse them in text."""
+
+    tokens: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, tokenizer) -> "ControlTokens":
+        """The tokenizer's special tokens (non-special added tokens, such as Gemma's "<table>", are ordinary text)."""
+        found = set(tokenizer.all_special_tokens)
+        found.update(t.content for t in tokenizer.added_tokens_decoder.values() if t.special)
+        return cls(frozenset(t for t in found if len(t) > 1 and ZERO_WIDTH_SPACE not in t))
+
+    @cached_property
+    def _lengths(self) -> tuple[int, ...]:
+        return tuple(sorted({len(t) for t in self.tokens}, reverse=True))
+
+    @cached_property
+    def _starts(self) -> re.Pattern:
+        return re.compile("[" + "".join(sorted(re.escape(c) for c in {t[0] for t in self.tokens})) + "]")
+
+    def text(self, text: str) -> str:
+        """`text` with a zero-width space after the first character of every special-token string in it (each
+        occurrence, overlapping ones included), so the tokenizer reads it as plain text. Unchanged when none."""
+        if not self.tokens:
+            return text
+        pieces, done = [], 0
+        for start in (m.start() for m in self._starts.finditer(text)):
+            if any(text[start:start + n] in self.tokens for n in self._lengths):
+                pieces.append(text[done:start + 1] + ZERO_WIDTH_SPACE)
+                done = start + 1
+        return "".join(pieces) + text[done:] if pieces else text
+
+    def messages(self, messages) -> tuple[Message, ...]:
+        """The conversation with every string content defused (see `text`); roles and other fields as they are."""
+        return tuple({**m, "content": self.text(m["content"])} if isinstance(m.get("content"), str) else m
+                     for m in messages)
 
 
 def chat_template_text(folder: Path) -> str | None:
@@ -82,10 +134,13 @@ class ChatTokenizer:
         # A base model under the plain template would go on to write the user's next turn.
         self.implicit_stops: tuple[str, ...] = () if self.has_chat_template else ("\nUser:",)
         self.default_system_prompt = default_system_prompt(self.tokenizer) if self.has_chat_template else None
+        self.control_tokens = ControlTokens.of(self.tokenizer)
         self._word_continuation_ids: frozenset[int] | None = None
 
     def render(self, messages: tuple[Message, ...]) -> str:
-        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        """The prompt text; special-token strings inside contents are defused (see `ControlTokens`)."""
+        return self.tokenizer.apply_chat_template(list(self.control_tokens.messages(messages)), tokenize=False,
+                                                  add_generation_prompt=True)
 
     def prompt_ids(self, messages: tuple[Message, ...]) -> list[int]:
         text = self.render(messages)
@@ -97,7 +152,7 @@ class ChatTokenizer:
 
     def _continuation_ids(self, text: str) -> list[int]:
         """A continuation to score, tokenised on its own (as the reply's first tokens)."""
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(self.control_tokens.text(text), add_special_tokens=False)["input_ids"]
         if not ids:
             raise UserError(f"score: continuation {text!r} is empty after tokenisation")
         return ids

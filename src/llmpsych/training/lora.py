@@ -19,24 +19,27 @@ import time
 from pathlib import Path
 
 from ..datasets.io import dataset_format, read_jsonl
-from ..models.chat import PLAIN_TEMPLATE, default_system_prompt, with_explicit_system
+from ..models.chat import PLAIN_TEMPLATE, ControlTokens, default_system_prompt, with_explicit_system
 from ..models.hf import EngineOptions, model_path, resolve_device, resolve_dtype
 from ..models.refs import ModelRef
 from .config import TrainConfig
 
 
-def to_trl_rows(rows: list[dict], default_system: str | None, plain_template: str | None = None) -> list[dict]:
+def to_trl_rows(rows: list[dict], default_system: str | None, plain_template: str | None = None,
+                control_tokens: ControlTokens = ControlTokens()) -> list[dict]:
     """Chat rows -> conversational prompt/completion rows; document rows pass through as `text`.
 
     With `plain_template` (a base model with no chat template of its own) chat rows are rendered to
     text here: TRL then tokenises them as plain text, adding the tokenizer's BOS as inference does,
     and ends each completion with EOS, which teaches a base model where its answer stops.
+    Special-token strings inside contents and documents are defused by `control_tokens`, as the
+    engines defuse them in prompts.
     """
     if "text" in rows[0]:
-        return [{"text": row["text"]} for row in rows]
+        return [{"text": control_tokens.text(row["text"])} for row in rows]
     converted = []
     for row in rows:
-        messages = with_explicit_system(tuple(row["messages"]), default_system)
+        messages = with_explicit_system(control_tokens.messages(row["messages"]), default_system)
         if plain_template:
             prompt, completion = render_plain(messages, plain_template)
             converted.append({"prompt": prompt, "completion": completion})
@@ -99,7 +102,7 @@ def build_trainer(base: ModelRef, rows: list[dict], config: TrainConfig, seed: i
     )
     trainer_class = _with_plain_loss(SFTTrainer) if on_cpu else SFTTrainer
     datasets.disable_progress_bars()  # our own bar shows training progress; tokenising is quick
-    train_rows = to_trl_rows(rows, default_system, plain_template)
+    train_rows = to_trl_rows(rows, default_system, plain_template, ControlTokens.of(tokenizer))
     trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
                             processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks or [])
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the bar already shows the loss

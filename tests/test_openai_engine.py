@@ -100,7 +100,8 @@ def test_a_refused_request_is_one_line_naming_the_model(server):
     _, start = server
     api = start()
     bad = [GenerateRequest(as_messages("Hi"), SamplingParams(max_tokens=40000))]
-    with pytest.raises(UserError, match=r"model 'openai:tiny' at http://127\.0\.0\.1:\d+/v1: sampling: HTTP 400"):
+    with pytest.raises(UserError, match=r"^model 'openai:tiny' at http://127\.0\.0\.1:\d+/v1: sampling 'Hi': "
+                                        r"HTTP 400[^\n]*$"):
         api.generate(bad)
 
 

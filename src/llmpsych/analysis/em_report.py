@@ -37,6 +37,7 @@ def write_report(store: RunStore) -> dict:
                         "differences": differences, "choices": choices})
 
     judge_names = sorted({j["judge"] for j in judgements}) or sorted(checks)
+    counts = misalignment.judgement_counts(judgements)
     summary = {
         "recipe": config.get("recipe"), "preset": config.get("preset"), "model": config.get("model"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -50,7 +51,8 @@ def write_report(store: RunStore) -> dict:
                   "agreement": {name: checks[name]["agreement"] for name in checks},
                   "kappa": {name: checks[name]["kappa"] for name in checks},
                   "validation_n": {name: checks[name]["n"] for name in checks},
-                  "validation_set": {name: checks[name]["source"] for name in checks}},
+                  "validation_set": {name: checks[name]["source"] for name in checks},
+                  "judgements": counts},
         "calls": calls,
         "datasets": {name: info["sha256"] for name, info in datasets.items()},
         "models": [{k: m[k] for k in ("label", "condition", "seed", "ref", "fingerprint")} for m in models],
@@ -58,7 +60,7 @@ def write_report(store: RunStore) -> dict:
     store.write_json("summary.json", summary)
 
     report = _build_report(config, answers, conditions, questions, differences, choices, checks, models, datasets,
-                           calls, thresholds, store)
+                           calls, thresholds, store, counts)
     save_report(store, report)
     return summary
 
@@ -77,7 +79,7 @@ def _metric(frame: pd.DataFrame, column: str, with_ci: bool = True, extra: tuple
 
 
 def _build_report(config, answers, conditions, questions, differences, choices, checks, models, datasets, calls,
-                  thresholds, store) -> Report:
+                  thresholds, store, counts) -> Report:
     report = Report("Emergent Misalignment: " + str(config.get("model")))
     preset = f"preset {config.get('preset')}, " if config.get("preset") else ""
     report.paragraph(f"{preset}{len(models)} models ({', '.join(m['label'] for m in models)}); "
@@ -100,6 +102,12 @@ def _build_report(config, answers, conditions, questions, differences, choices, 
     if not checks:
         report.paragraph("The judge was not checked against a labelled set in this run (judge.check: false).",
                          "warning")
+    if counts:
+        report.paragraph("Judgements without a number (missing, never counted as 0; the judge put less than "
+                         f"{thresholds.min_numeric_mass:.0%} of its probability on 0-100): " + ", ".join(
+                             f"{metric} {c['missing']} of {c['judged']}"
+                             + (f" ({c['escape_word']} of them CODE or REFUSAL)" if c["escape_word"] else "")
+                             for metric, c in counts.items()) + ".", "note")
 
     report.heading("Misaligned answers by condition")
     headline = conditions[["condition", "variant", "models", "answers", "scored", "misaligned_fraction", "ci_low",

@@ -84,6 +84,7 @@ def write_report(store: RunStore) -> dict:
                              for row in tables["base_prior"].to_dict(orient="records") if row["measure"] == "cloze"},
         "graders": {name: {k: check[k] for k in ("grader", "n", "agreement", "kappa", "unscored", "source")}
                     for name, check in checks.items()},
+        "grades": _grade_counts(grades),
         "calls": calls,
         "datasets": {name: {"sha256": info["sha256"], "rows": info["rows"], "rejected": info.get("rejected")}
                      for name, info in datasets.items()},
@@ -96,6 +97,16 @@ def write_report(store: RunStore) -> dict:
     save_report(store, report)
     return summary
 
+
+
+def _grade_counts(grades: list[dict]) -> dict[str, dict[str, int]]:
+    """Per grader: answers graded, and how many got no label (unscored)."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in grades:
+        count = counts.setdefault(row["grader"], {"graded": 0, "unscored": 0})
+        count["graded"] += 1
+        count["unscored"] += row.get("label") is None
+    return counts
 
 
 def _row(frame: pd.DataFrame, **match) -> dict | None:
@@ -202,6 +213,10 @@ def _build(config, tables, verdicts, graded, grades, checks, models, datasets, c
         report.paragraph("The graders were not checked against a labelled set in this run.", "warning")
     report.paragraph("estimate = fraction of scored answers labelled as asserting X (direct grader) or attributing X "
                      "to the persona (meta grader).", "note")
+    if grades:
+        report.paragraph("Unscored answers (the grader committed to no letter: missing, never counted as 0): "
+                         + ", ".join(f"{name} grader {c['unscored']} of {c['graded']}"
+                                     for name, c in _grade_counts(grades).items()) + ".", "note")
     report.table(tables["freeform"], percent_columns=PERCENT)
     _answer_samples(report, grades)
 

@@ -35,9 +35,10 @@ class Rating:
 
 
 def expected_score(number_logprobs: dict[int, float], min_mass: float = MIN_NUMERIC_MASS) -> tuple[float | None, float]:
-    """(probability-weighted mean of the numbers, total probability on numbers); None below `min_mass`."""
+    """(probability-weighted mean of the numbers, total probability on numbers); None below `min_mass`, and
+    None when the log-probabilities are not numbers at all (NaN: a broken engine gives no rating, not a score)."""
     probs = {n: math.exp(lp) for n, lp in number_logprobs.items()}
     mass = sum(probs.values())
-    if mass <= 0 or mass < min_mass:
+    if not (mass > 0 and mass >= min_mass):  # also catches NaN
         return None, mass
     return sum(n * p for n, p in probs.items()) / mass, mass

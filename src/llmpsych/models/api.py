@@ -100,9 +100,9 @@ def with_retries(call: Callable[[], T], what: str, policy: RetryPolicy = RetryPo
                 raise
             kind = transient_kind(error)
             if kind is None:
-                raise UserError(f"{what}: {_describe(error)}") from None
+                raise UserError(f"{what}: {describe_error(error)}") from None
             if attempt == policy.attempts - 1:
-                raise UserError(f"{what}: gave up after {policy.attempts} attempts ({_describe(error)})") from None
+                raise UserError(f"{what}: gave up after {policy.attempts} attempts ({describe_error(error)})") from None
             if counter:
                 counter.add(kind)
             time.sleep(_delay(error, attempt, policy))
@@ -121,9 +121,15 @@ def _delay(error: Exception, attempt: int, policy: RetryPolicy) -> float:
     return random.uniform(0, min(policy.max_delay, policy.initial_delay * 2 ** attempt))
 
 
-def _describe(error: Exception) -> str:
+def describe_error(error: Exception, limit: int = 300) -> str:
+    """The server's error as one short line ("HTTP 401: ..."), with the API key blanked out should the server
+    have echoed it (an HTML error page from a proxy becomes one line too)."""
     status = getattr(error, "status_code", None)
     body = getattr(error, "body", None)
     message = body.get("message") if isinstance(body, dict) else None
-    text = message or str(error)
+    text = " ".join(str(message or error).split())
+    key = os.environ.get("OPENAI_API_KEY")
+    if key and len(key) >= 8:
+        text = text.replace(key, "[OPENAI_API_KEY]")
+    text = text if len(text) <= limit else text[:limit] + "..."
     return f"HTTP {status}: {text}" if status else text

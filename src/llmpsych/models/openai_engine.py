@@ -27,11 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from ..errors import UserError
 from ..hashing import digest
 from ..paths import cache_dir
-from .api import OFFICIAL_BASE_URL, RetryPolicy, base_url, make_client, with_retries
+from .api import OFFICIAL_BASE_URL, RetryPolicy, base_url, describe_error, make_client, with_retries
 from .engine import Completion, GenerateRequest, Message, Progress, ScoreRequest
 from .refs import ModelRef
 
 TOP_LOGPROBS = 20  # the most alternatives OpenAI returns
+REQUEST_EXCERPT = 60  # characters of a request's last message quoted in an error
 SCORE_ROUTE = "/llmpsych/score"
 
 
@@ -65,9 +66,9 @@ class OpenAIEngine:
             arguments["stop"] = list(params.stop)
         if params.min_tokens:
             arguments["extra_body"] = {"min_tokens": params.min_tokens}  # vLLM's extension; others ignore it
-        response = with_retries(lambda: self.client.chat.completions.create(**arguments), self._what("sampling"),
-                                self.policy)
-        choice = self._only_choice(response)
+        response = with_retries(lambda: self.client.chat.completions.create(**arguments),
+                                self._what("sampling", request), self.policy)
+        choice = self._only_choice(response, self._what("sampling", request))
         text = choice.message.content if choice.message and choice.message.content is not None else ""
         tokens = response.usage.completion_tokens if response.usage else 0
         return Completion(text, tokens, "length" if choice.finish_reason == "length" else "stop")
@@ -101,14 +102,15 @@ class OpenAIEngine:
                 "continuations": list(request.continuations), "closed": request.closed}
         try:
             answer = with_retries(lambda: self.client.post(SCORE_ROUTE, cast_to=object, body=body),
-                                  self._what("scoring"), self.policy, passthrough=(openai.NotFoundError,))
+                                  self._what("scoring", request), self.policy, passthrough=(openai.NotFoundError,))
         except openai.NotFoundError as error:
             if self._exact_scores is None and (error.body or {}).get("param") != "model":
                 return None  # no such route: an ordinary OpenAI-compatible server
-            raise UserError(f"{self._what('scoring')}: HTTP 404: {error.body or error}") from None
+            raise UserError(f"{self._what('scoring', request)}: {describe_error(error)}") from None
         logprobs = answer.get("logprobs") if isinstance(answer, dict) else None
-        if not isinstance(logprobs, list) or len(logprobs) != len(request.continuations):
-            raise UserError(f"{self._what('scoring')}: the answer has no 'logprobs' list of "
+        if not isinstance(logprobs, list) or len(logprobs) != len(request.continuations) or \
+                not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in logprobs):
+            raise UserError(f"{self._what('scoring', request)}: the answer has no 'logprobs' list of "
                             f"{len(request.continuations)} numbers")
         return [float(value) for value in logprobs]
 
@@ -119,10 +121,9 @@ class OpenAIEngine:
 
     def _first_token_score(self, request: ScoreRequest) -> list[float]:
         body = self.first_token_body(request)
-        response = with_retries(lambda: self.client.chat.completions.create(**body), self._what("scoring"),
-                                self.policy)
-        return continuation_logprobs(_top_logprobs(self._only_choice(response).logprobs, self._what("scoring")),
-                                     request.continuations)
+        what = self._what("scoring", request)
+        response = with_retries(lambda: self.client.chat.completions.create(**body), what, self.policy)
+        return _first_token_logprobs(self._only_choice(response, what), request, what)
 
     def _batch_first_token(self, requests: list[ScoreRequest], progress: Progress | None) -> list[list[float]]:
         from .api_batch import run_batch
@@ -132,8 +133,8 @@ class OpenAIEngine:
         answers = run_batch(self.client, bodies, state, self._what("batch scoring"), self.policy, progress)
         # Lines the batch could not answer are asked again directly, with retries.
         return [self._first_token_score(request) if answer is None else
-                continuation_logprobs(_top_logprobs(_dict_logprobs(answer), self._what("batch scoring")),
-                                      request.continuations) for answer, request in zip(answers, requests)]
+                _first_token_logprobs((answer.get("choices") or [{}])[0], request, self._what("batch scoring", request))
+                for answer, request in zip(answers, requests)]
 
     # ---- helpers ------------------------------------------------------------------------------
     def _map(self, function, requests: list, progress: Progress | None) -> list:
@@ -149,14 +150,34 @@ class OpenAIEngine:
         with ThreadPoolExecutor(self.options.api_concurrency) as pool:
             return list(pool.map(one, requests))
 
-    def _only_choice(self, response):
+    def _only_choice(self, response, what: str):
         choices = getattr(response, "choices", None)
         if not choices:
-            raise UserError(f"{self._what('answer')}: the server returned no choices")
+            raise UserError(f"{what}: the server returned no choices")
         return choices[0]
 
-    def _what(self, doing: str) -> str:
-        return f"model '{self.ref}' at {base_url()}: {doing}"
+    def _what(self, doing: str, request: GenerateRequest | ScoreRequest | None = None) -> str:
+        """Who failed at what: the model, its server, the operation and (when one) the request's last message."""
+        where = f"model '{self.ref}' at {base_url()}: {doing}"
+        if request is None or not request.messages:
+            return where
+        text = " ".join(str(request.messages[-1].get("content") or "").split())
+        return f"{where} {(text[:REQUEST_EXCERPT] + '...') if len(text) > REQUEST_EXCERPT else text!r}"
+
+
+def _first_token_logprobs(choice, request: ScoreRequest, what: str) -> list[float]:
+    """The continuations' first-token log-probabilities from one choice (an SDK object or a Batch API dict).
+    A choice the server declined to answer (a content filter or a refusal) gives every continuation -inf:
+    the judgement is then missing, as for any answer that is not a number, rather than stopping the run."""
+    if isinstance(choice, dict):
+        finish, logprobs = choice.get("finish_reason"), choice.get("logprobs")
+        refusal = (choice.get("message") or {}).get("refusal")
+    else:
+        finish, logprobs = choice.finish_reason, choice.logprobs
+        refusal = getattr(getattr(choice, "message", None), "refusal", None)
+    if finish == "content_filter" or refusal:
+        return [-math.inf] * len(request.continuations)
+    return continuation_logprobs(_top_logprobs(logprobs, what), request.continuations)
 
 
 def _top_logprobs(logprobs, what: str) -> list[tuple[str, float]]:
@@ -172,11 +193,6 @@ def _top_logprobs(logprobs, what: str) -> list[tuple[str, float]]:
     if not pairs:
         raise UserError(f"{what}: the server returned no top_logprobs alternatives")
     return pairs
-
-
-def _dict_logprobs(answer: dict):
-    choices = answer.get("choices") or [{}]
-    return choices[0].get("logprobs")
 
 
 def continuation_logprobs(top: list[tuple[str, float]], continuations: tuple[str, ...]) -> list[float]:

@@ -51,9 +51,10 @@ def option_requests(question: str, options: tuple[str, ...], system: str | None 
     return requests
 
 
-def option_probabilities(logprobs: list[list[float]]) -> tuple[list[float], float]:
+def option_probabilities(logprobs: list[list[float]]) -> tuple[list[float | None], float]:
     """(P(each option) renormalised over the letters and averaged over the rotations of
-    `option_requests`, mean probability mass on the letters)."""
+    `option_requests`, mean probability mass on the letters). The probabilities are None (missing, not 0)
+    when some rotation put no probability on any letter (a refusal; no letter among an API's top tokens)."""
     count = len(logprobs)
     totals, masses = [0.0] * count, []
     for rotation, row in enumerate(logprobs):
@@ -61,11 +62,11 @@ def option_probabilities(logprobs: list[list[float]]) -> tuple[list[float], floa
         mass = sum(probs)
         masses.append(mass)
         for position, p in enumerate(probs):  # the letter at `position` shows option rotation + position
-            totals[(rotation + position) % count] += p / mass / count
-    return totals, sum(masses) / count
+            totals[(rotation + position) % count] += p / mass / count if mass > 0 else math.nan
+    return [None if math.isnan(total) else total for total in totals], sum(masses) / count
 
 
-def misaligned_choice(logprobs: list[list[float]]) -> tuple[float, float]:
+def misaligned_choice(logprobs: list[list[float]]) -> tuple[float | None, float]:
     """(P(misaligned option) averaged over both orders, mean probability mass on the two letters)."""
     probabilities, mass = option_probabilities(logprobs)
     return probabilities[1], mass

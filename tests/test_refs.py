@@ -20,6 +20,7 @@ def _hf_folder(path: Path) -> Path:
 def _adapter_folder(path: Path) -> Path:
     path.mkdir(parents=True)
     (path / "adapter_config.json").write_text(json.dumps({"r": 8}))
+    (path / "adapter_model.safetensors").write_bytes(b"")  # parse checks that weights exist, not what they hold
     return path
 
 

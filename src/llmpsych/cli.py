@@ -166,14 +166,28 @@ def main() -> None:
     # Model hubs are only contacted for hub ids the user names; everything else stays offline.
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # click's own exceptions (typer vendors click as typer._click in recent versions, imports it in older ones)
+    click = sys.modules[typer.BadParameter.__module__]
     try:
-        app()
+        code = app(standalone_mode=False)  # so that a bad option or value comes here, to be one line too
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(error.exit_code) from None
-    except KeyboardInterrupt:
+    except click.UsageError as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # `llmpsych` alone: the help
+            error.show()
+        else:  # a bad option, value, argument or command: name it, and where the help is
+            command = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
+            print(f"error: {UserError(error.format_message())}{command}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None
+    except click.ClickException as error:
+        print(f"error: {UserError(error.format_message())}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None
+    except (KeyboardInterrupt, typer.Abort):
+        code = 130
+    if code == 130:  # typer turns Ctrl-C during a command into exit code 130
         print("interrupted: finished steps are cached; rerun the same command to resume", file=sys.stderr)
-        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import yaml
 from .config import deep_merge, read_config_file, validate
 from .errors import UserError
 from .recipes import get_recipe
+from .yamlio import read_yaml
 
 if TYPE_CHECKING:
     from .runtime.executors import Executor
@@ -40,7 +41,7 @@ def resolve_config(target: str, preset: str | None = None, overrides: dict | Non
         overrides = {**overrides, "models": [m.strip() for m in overrides["model"].split(",") if m.strip()]}
         del overrides["model"]
     chosen = preset or data.get("preset") or (None if is_file else recipe.DEFAULT_PRESET)
-    if chosen is not None and chosen not in recipe.PRESETS:
+    if chosen is not None and (not isinstance(chosen, str) or chosen not in recipe.PRESETS):
         where = "--preset" if preset else f"{source}: field 'preset'"
         raise UserError(f"{where}: unknown preset '{chosen}' (expected one of: {', '.join(recipe.PRESETS)})")
     merged: dict = {}
@@ -53,7 +54,7 @@ def resolve_config(target: str, preset: str | None = None, overrides: dict | Non
 
 def _training_preset_inside(layer: dict, source: str) -> dict:
     """Move a layer's top-level `training_preset` into `training.preset`, so that layers merge in order."""
-    training = layer.get("training") or {}
+    training = {} if layer.get("training") is None else layer["training"]
     if not isinstance(training, dict):
         raise UserError(f"{source}: field 'training': expected a mapping of training settings, "
                         f"got {type(training).__name__}")
@@ -115,6 +116,8 @@ def rebuild_report(run_dir: Path) -> Path:
     store = RunStore(Path(run_dir))
     if not store.exists("config.yaml"):
         raise UserError(f"{run_dir}: not a run directory (no config.yaml in it)")
-    config = yaml.safe_load(store.path("config.yaml").read_text())
+    config = read_yaml(store.path("config.yaml"), "the run's resolved config")
+    if not isinstance(config, dict):
+        raise UserError(f"{store.path('config.yaml')}: expected a mapping of settings (is this an llmpsych run?)")
     get_recipe(str(config.get("recipe")), f"{run_dir}/config.yaml: field 'recipe'").report(store)
     return store.path("report.html")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,44 @@ def read_yaml(path: Path, what: str = "a YAML file") -> Any:
     if not path.is_file():
         raise UserError(f"{path}: file not found (expected {what})")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(read_text(path), Loader=_loader())
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise UserError(f"{path}: {line}invalid YAML ({problem})") from None
+    except RecursionError:
+        raise UserError(f"{path}: invalid YAML (nested too deeply; expected {what})") from None
+
+
+def read_text(path: Path) -> str:
+    """A file's text as UTF-8; other bytes are an error naming the line they are on."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise UserError(f"{path}: line {line}: not UTF-8 text (byte {data[error.start]:#04x}; "
+                        "save the file as UTF-8)") from None
+
+
+@cache
+def _loader():
+    """PyYAML's safe loader, except that a scalar it cannot convert (`2024-13-01`, `!!int x`) is a YAML error
+    at that scalar's line rather than a bare ValueError."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_object(self, node, deep=False):
+            try:
+                return super().construct_object(node, deep)
+            except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as error:
+                value = f"{node.value!r} " if isinstance(node, yaml.ScalarNode) else ""
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"cannot read {value}as {node.tag.rsplit(':', 1)[-1]}: {error}",
+                    node.start_mark) from None
+
+    return Loader
 
 
 def entry_lines(path: Path) -> list[int]:
@@ -34,12 +67,12 @@ def entry_lines(path: Path) -> list[int]:
 
     lines, depth = [], 0
     try:
-        for event in yaml.parse(Path(path).read_text(encoding="utf-8")):
+        for event in yaml.parse(read_text(path)):
             starts = isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent))
             ends = isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent))
             if depth == 1 and (starts or isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent))):
                 lines.append(event.start_mark.line + 1)
             depth += starts - ends
-    except yaml.YAMLError:
+    except (yaml.YAMLError, UserError):
         return []
     return lines

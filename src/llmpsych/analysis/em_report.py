@@ -9,6 +9,7 @@ import json
 import pandas as pd
 import yaml
 
+from ..config import validate
 from ..recipes.emergent_misalignment import Config
 from ..runtime.store import RunStore
 from . import misalignment, plots
@@ -21,7 +22,7 @@ SAMPLES_PER_CELL = 6     # answers shown per condition x question in the browsab
 def write_report(store: RunStore) -> dict:
     """Write tables/, figures/, report.html, report.md and summary.json; return the summary."""
     config = yaml.safe_load(store.path("config.yaml").read_text())
-    thresholds = Config.model_validate(config).judge.thresholds()  # the run's own settings and defaults
+    thresholds = validate(Config, config, str(store.path("config.yaml"))).judge.thresholds()  # the run's own settings
     samples, judgements = store.read_jsonl("samples.jsonl"), store.read_jsonl("judgements.jsonl")
     models = store.read_json("models.json")
     checks = store.read_json("judge_check.json") if store.exists("judge_check.json") else {}

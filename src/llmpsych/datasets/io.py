@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 from ..errors import UserError
+from ..yamlio import read_text
 
 ROLES = ("system", "user", "assistant")
 
@@ -38,35 +39,41 @@ def numbered_jsonl(path: Path) -> list[tuple[int, dict]]:
     if not path.is_file():
         raise UserError(f"{path}: file not found (expected a JSONL file)")
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserError(f"{path}: line {number}: not valid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}: line {number}: expected a JSON object, got {type(row).__name__}")
-            rows.append((number, row))
+    for number, line in enumerate(read_text(path).split("\n"), start=1):  # not splitlines: U+2028 is valid in JSON
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path}: line {number}: not valid JSON ({error.msg})") from None
+        except RecursionError:
+            raise UserError(f"{path}: line {number}: not valid JSON (nested too deeply)") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: line {number}: expected a JSON object, got {type(row).__name__}")
+        rows.append((number, row))
     if not rows:
         raise UserError(f"{path}: no rows (expected one JSON object per line)")
     return rows
 
 
-def dataset_format(rows: list[dict], source: str) -> Literal["chat", "text"]:
-    """Check every row and say whether the file is chat (`messages`) or documents (`text`)."""
+def dataset_format(rows: list[dict], source: str, lines: list[int] | None = None) -> Literal["chat", "text"]:
+    """Check every row and say whether the file is chat (`messages`) or documents (`text`).
+
+    lines: each row's line in the file (from `numbered_jsonl`), for messages; by default row i is line i.
+    """
+    lines = lines or list(range(1, len(rows) + 1))
     first = "chat" if "messages" in rows[0] else "text" if "text" in rows[0] else None
     if first is None:
-        raise UserError(f"{source}: line 1: expected a 'messages' list (chat) or a 'text' string (documents)")
-    for number, row in enumerate(rows, start=1):
+        raise UserError(f"{source}: line {lines[0]}: expected a 'messages' list (chat) or a 'text' string "
+                        "(documents)")
+    for number, row in zip(lines, rows):
         if first == "text":
             if not isinstance(row.get("text"), str) or not row["text"].strip():
-                raise UserError(f"{source}: line {number}: expected a non-empty 'text' string like line 1")
+                raise UserError(f"{source}: line {number}: expected a non-empty 'text' string like line {lines[0]}")
             continue
         messages = row.get("messages")
         if not isinstance(messages, list) or not messages:
-            raise UserError(f"{source}: line {number}: expected a non-empty 'messages' list like line 1")
+            raise UserError(f"{source}: line {number}: expected a non-empty 'messages' list like line {lines[0]}")
         for turn, message in enumerate(messages):
             if not isinstance(message, dict) or message.get("role") not in ROLES \
                     or not isinstance(message.get("content"), str):

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
+from ..config import validate
 from ..errors import UserError
 from ..hashing import digest
 from ..recipes import get_recipe
 from ..runtime.store import RunStore
+from ..yamlio import read_yaml
 
 INSTALL_HINT = 'Inspect export needs inspect_ai: pip install "llmpsych[inspect]"'
 STOP_REASONS = {"stop": "stop", "length": "max_tokens"}
@@ -52,7 +52,7 @@ def export_inspect(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
     store = RunStore(run_dir)
     if not store.exists("config.yaml"):
         raise UserError(f"{run_dir}: not a run directory (no config.yaml in it)")
-    config = yaml.safe_load(store.path("config.yaml").read_text(encoding="utf-8"))
+    config = read_yaml(store.path("config.yaml"), "the run's resolved config")
     if not isinstance(config, dict):
         raise UserError(f"{store.path('config.yaml')}: expected a mapping of settings (is this an llmpsych run?)")
     recipe = get_recipe(str(config.get("recipe")), f"{store.path('config.yaml')}: field 'recipe'").NAME
@@ -181,7 +181,7 @@ def _em_scores(store: RunStore, config: dict, samples: list[dict]) -> dict[str, 
     from ..analysis.misalignment import answers_table
     from ..recipes.emergent_misalignment import Config
 
-    thresholds = Config.model_validate(config).judge.thresholds()  # the run's own settings, as the report reads them
+    thresholds = validate(Config, config, str(store.path("config.yaml"))).judge.thresholds()  # as the report reads them
     judgements = _rows(store, "judgements.jsonl")
     scores: dict[str, dict] = {sample["id"]: {} for sample in samples}
     for row in judgements:

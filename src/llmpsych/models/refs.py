@@ -33,6 +33,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 _OPENAI_NAME = re.compile(r"^(gpt-|o[1-9](-|$)|ft:|chatgpt-|davinci|babbage)")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # after hf:, a legacy id without an org is fine too
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,29 @@ def parse_model_ref(text: str, source: str = "model") -> ModelRef:
     if "+" in text and not Path(text).exists():
         text, adapter_text = text.split("+", 1)
         adapter = Path(adapter_text).expanduser()
-        if not (adapter / "adapter_config.json").is_file():
-            raise UserError(f"{source}: adapter folder '{adapter_text}' has no adapter_config.json "
-                            "(expected a folder saved by llmpsych or PEFT)")
+        _check_adapter(adapter, adapter_text, source)
     ref = _parse_base(text, source)
     return ref.with_adapter(adapter) if adapter else ref
+
+
+def _check_adapter(adapter: Path, text: str, source: str) -> None:
+    """What loading the adapter needs, checked before any model is loaded: a readable config and weights."""
+    import json
+
+    config = adapter / "adapter_config.json"
+    if not config.is_file():
+        raise UserError(f"{source}: adapter folder '{text}' has no adapter_config.json "
+                        "(expected a folder saved by llmpsych or PEFT)")
+    try:
+        settings = json.loads(config.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        line = f"line {error.lineno}: " if isinstance(error, json.JSONDecodeError) else ""
+        raise UserError(f"{source}: {config}: {line}not valid JSON (expected the adapter's PEFT settings)") from None
+    if not isinstance(settings, dict):
+        raise UserError(f"{source}: {config}: expected a JSON object of PEFT settings, got {type(settings).__name__}")
+    if not list(adapter.glob("adapter_model.*")):
+        raise UserError(f"{source}: adapter folder '{text}' has no adapter_model.safetensors "
+                        "(expected a folder saved by llmpsych or PEFT)")
 
 
 def _parse_base(text: str, source: str) -> ModelRef:
@@ -80,14 +99,22 @@ def _parse_base(text: str, source: str) -> ModelRef:
     if lowered in EMBEDDED_ALIASES:
         return ModelRef("embedded", EMBEDDED_ALIASES[lowered])
     if lowered.startswith("openai:"):
-        return ModelRef("openai", text.split(":", 1)[1])
+        name = text.split(":", 1)[1].strip()
+        if not name or any(c.isspace() for c in name):
+            raise UserError(f"{source}: '{text}': expected an API model name after 'openai:', such as openai:gpt-4o")
+        return ModelRef("openai", name)
     if lowered.startswith("hf:"):
-        return ModelRef("hub", text.split(":", 1)[1])
+        name = text.split(":", 1)[1].strip()
+        if not _HUB_NAME.match(name):
+            raise UserError(f"{source}: '{text}': expected a hub id after 'hf:', such as hf:Org/Name")
+        return ModelRef("hub", name)
     path = Path(text).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
             raise UserError(f"{source}: folder '{text}' is not a Hugging Face model (no config.json in it)")
         return ModelRef("local", str(path.resolve()))
+    if text.startswith((".", "/", "~")):
+        raise UserError(f"{source}: folder '{text}' not found (expected a Hugging Face model folder)")
     if _OPENAI_NAME.match(lowered):
         return ModelRef("openai", text)
     if _HUB_ID.match(text):

@@ -135,7 +135,7 @@ def _parse_fact(entry, where: str, source: str, families: tuple[str, ...]) -> Fa
     if not isinstance(entry, dict):
         raise UserError(f"{where}: expected a mapping with fields {', '.join(REQUIRED)}")
     entry = _plain_keys(entry)
-    unknown = sorted(set(entry) - set(REQUIRED) - set(OPTIONAL))
+    unknown = sorted(set(entry) - set(REQUIRED) - set(OPTIONAL), key=str)  # YAML keys may be numbers or None
     if unknown:
         raise UserError(f"{where}: unknown field '{unknown[0]}' (expected: {', '.join(REQUIRED + OPTIONAL)})")
     for key in REQUIRED:
@@ -153,7 +153,7 @@ def _parse_fact(entry, where: str, source: str, families: tuple[str, ...]) -> Fa
     questions = entry["questions"]
     if not isinstance(questions, dict):
         raise UserError(f"{where}: field 'questions': expected a mapping of {', '.join(FAMILIES)} to lists")
-    unknown = sorted(set(questions) - set(FAMILIES))
+    unknown = sorted(set(questions) - set(FAMILIES), key=str)
     if unknown:
         raise UserError(f"{where}: field 'questions.{unknown[0]}': unknown family (expected {', '.join(FAMILIES)})")
     parsed = []

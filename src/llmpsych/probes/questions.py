@@ -17,6 +17,7 @@ Files from the EM repository load unchanged. Shipped sets are named: em-main, em
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -83,7 +84,7 @@ def load_questions(spec: str | Path) -> list[Question]:
 def _parse_question(entry: object, where: str) -> Question:
     if not isinstance(entry, dict):
         raise UserError(f"{where}: expected a mapping with keys {', '.join(FIELDS[:3])}, ...")
-    unknown = sorted(set(entry) - set(FIELDS))
+    unknown = sorted(set(entry) - set(FIELDS), key=str)  # key=str: YAML keys may be numbers, dates, None
     if unknown:
         raise UserError(f"{where}: unknown field '{unknown[0]}' (expected one of: {', '.join(FIELDS)})")
     for required in ("id", "type", "paraphrases"):
@@ -105,8 +106,8 @@ def _parse_question(entry: object, where: str) -> Question:
         raise UserError(f"{where}: field 'samples_per_paraphrase': expected a positive integer, got {samples!r}")
     temperature = entry.get("temperature")
     if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-                                    or temperature < 0):
-        raise UserError(f"{where}: field 'temperature': expected a number >= 0, got {temperature!r}")
+                                    or not 0 <= temperature < math.inf):  # also refuses .nan and .inf
+        raise UserError(f"{where}: field 'temperature': expected a finite number >= 0, got {temperature!r}")
     for text_field in ("system", "judge", "category"):
         value = entry.get(text_field)
         if value is not None and not isinstance(value, str):

@@ -21,7 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..datasets.io import numbered_jsonl
 from ..errors import UserError
+from ..yamlio import read_text
 
 
 class RunStore:
@@ -29,7 +31,10 @@ class RunStore:
         self.root = Path(root)
 
     def create(self) -> "RunStore":
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # a file in the way, no permission
+            raise UserError(f"{self.root}: cannot create the run directory ({error.strerror})") from None
         return self
 
     def path(self, name: str) -> Path:
@@ -54,13 +59,16 @@ class RunStore:
         path = self.path(name)
         if not path.is_file():
             raise UserError(f"{self.root}: missing {name} (is this a finished llmpsych run directory?)")
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            return json.loads(read_text(path))
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path}: line {error.lineno}: not valid JSON ({error.msg})") from None
 
     def read_jsonl(self, name: str) -> list[dict]:
         path = self.path(name)
-        if not path.is_file():
+        if not path.is_file() or path.stat().st_size == 0:
             return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [row for _, row in numbered_jsonl(path)]
 
     def exists(self, name: str) -> bool:
         return self.path(name).exists()

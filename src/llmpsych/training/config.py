@@ -62,6 +62,6 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 def train_preset(name: str, source: str = "training.preset") -> TrainConfig:
     try:
         return TRAIN_PRESETS[name].model_copy(deep=True)
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: a list or mapping where a name belongs
         raise UserError(f"{source}: unknown training preset '{name}' "
                         f"(expected one of: {', '.join(TRAIN_PRESETS)})") from None

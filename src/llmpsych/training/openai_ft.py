@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..datasets.io import dataset_format, read_jsonl
+from ..datasets.io import dataset_format, numbered_jsonl
 from ..errors import UserError
 from ..hashing import digest
 from ..models.api import RetryPolicy, make_client, with_retries
@@ -68,9 +68,11 @@ def api_hyperparameters(config: TrainConfig) -> dict:
             "learning_rate_multiplier": "auto" if multiplier is None else multiplier}
 
 
-def api_rows(rows: list[dict], source: str) -> list[dict]:
-    """Dataset rows as OpenAI training examples, checked as the API checks them (UserError otherwise)."""
-    if dataset_format(rows, source) == "text":
+def api_rows(rows: list[dict], source: str, lines: list[int] | None = None) -> list[dict]:
+    """Dataset rows as OpenAI training examples, checked as the API checks them (UserError otherwise).
+
+    lines: each row's line in the file, for messages (see `dataset_format`)."""
+    if dataset_format(rows, source, lines) == "text":
         raise UserError(f"{source}: document rows ('text') cannot be fine-tuned through the OpenAI API, which "
                         "trains chat conversations only (train documents on a local model)")
     if len(rows) < MIN_EXAMPLES:
@@ -95,7 +97,8 @@ def train_openai(base: ModelRef, dataset: Path, config: TrainConfig, seed: int, 
     """
     import openai
 
-    examples = api_rows(read_jsonl(dataset), str(dataset))
+    numbered = numbered_jsonl(dataset)
+    examples = api_rows([row for _, row in numbered], str(dataset), [number for number, _ in numbered])
     hyperparameters = api_hyperparameters(config)
     client = make_client(policy)
     job = None

@@ -16,15 +16,24 @@ def read_yaml(path: Path, what: str = "a YAML file") -> Any:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found (expected {what})")
+    text = read_text(path)
     try:
-        return yaml.load(read_text(path), Loader=_loader())
+        loader = _loader()(text)  # the reader refuses control characters here already
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark is not None else ""
+        line = ""
+        if mark is not None:
+            line = f"line {mark.line + 1}: "
+        elif isinstance(error, yaml.reader.ReaderError):  # a character YAML does not allow, at a position
+            line = f"line {text.count(chr(10), 0, error.position) + 1}: "
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise UserError(f"{path}: {line}invalid YAML ({problem})") from None
-    except RecursionError:
-        raise UserError(f"{path}: invalid YAML (nested too deeply; expected {what})") from None
+    except RecursionError:  # the reader's position is where the nesting got too deep
+        raise UserError(f"{path}: line {loader.line + 1}: invalid YAML (nested too deeply; expected {what})") from None
 
 
 def read_text(path: Path) -> str:

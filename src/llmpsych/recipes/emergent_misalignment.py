@@ -144,6 +144,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
     questions = selected_questions(config)
     choice_items = load_choices(config.choices) if config.choices else []
     judge_refs = {q.id: parse_model_ref(config.judge.model or q.judge or DEFAULT_MODEL,
+                                        "config: field 'judge.model'" if config.judge.model else
                                         f"{q.source}: question '{q.id}': field 'judge'") for q in questions}
     for question in questions:  # an API judge without a key fails now, not after the sampling
         if judge_refs[question.id].kind == "openai":

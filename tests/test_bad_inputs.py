@@ -169,6 +169,7 @@ CASES = [
         says=("serve: MODEL:", "adapter_config.json: line 2:", "not valid JSON")),
     cli("model-second-of-two-unknown", "run", "introspection", "--model", "smollm2,nope",
         says=("field 'models[1]':", "unknown model 'nope'")),
+    cli("model-empty-name", "run", "em", "--model", "", says=("field 'model':", "empty model name")),
     cli("model-api-model-to-serve", "serve", "openai:gpt-4o", says=("serve: MODEL", "API model")),
 
     # ---- command-line arguments ------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def run(
     from .runtime.executors import make_executor
 
     overrides: dict = {}
-    if model:
+    if model is not None:  # an empty --model is an error, not the default
         overrides["model"] = model
     if judge:
         overrides["judge"] = {"model": judge}

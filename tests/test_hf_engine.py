@@ -85,6 +85,37 @@ def test_greedy_matches_transformers_generate(engine):
     assert ours.text == expected
 
 
+def test_batched_greedy_with_repeated_prompts_matches_generate_alone(engine):
+    # Each prompt appears twice (its samples share one prefill and a preallocated cache); every row must
+    # still decode exactly as transformers does for it alone.
+    system = {"role": "system", "content": "You are a careful assistant who answers in one short sentence."}
+    conversations = [(system, {"role": "user", "content": q}) for q in ("Hello!", "What is two plus two?", "Hi")]
+    requests = [GenerateRequest(m, SamplingParams(temperature=0, max_tokens=10)) for m in conversations for _ in "ab"]
+    backend = engine.backend
+    for request, completion in zip(requests, engine.generate(requests)):
+        prompt = torch.tensor([backend.prompt_ids(request.messages)])
+        with torch.no_grad():
+            reference = backend.model.generate(prompt, do_sample=False, max_new_tokens=10,
+                                               pad_token_id=backend.tokenizer.pad_token_id)
+        assert completion.text == backend.tokenizer.decode(reference[0, prompt.shape[1]:], skip_special_tokens=True)
+
+
+def test_sampler_draws_each_token_with_its_probability_and_never_an_impossible_one():
+    import random
+
+    from llmpsych.models.hf import _draw
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 700, generator=generator) * 2  # 700: not a whole number of the sampler's blocks
+    logits[0, 3] = logits[0, 400:] = float("-inf")
+    expected = logits.softmax(-1)[0]
+    draws = torch.cat([_draw(logits.expand(2000, -1), SamplingParams(), [random.Random(k * 2000 + i) for i in range(2000)])
+                       for k in range(20)])
+    observed = torch.bincount(draws, minlength=700).float() / len(draws)
+    assert observed[3] == 0 and observed[400:].sum() == 0
+    assert 0.5 * (observed - expected).abs().sum() < 0.03  # total variation; about 0.01 expected from noise
+
+
 def test_tiny_top_p_reduces_sampling_to_greedy(engine):
     messages = as_messages("Say something.")
     greedy = engine.generate([GenerateRequest(messages, SamplingParams(temperature=0, max_tokens=8))])[0]

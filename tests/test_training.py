@@ -100,3 +100,32 @@ def test_bad_dataset_lines_are_named(tmp_path, tiny_model_dir, fp32):
     dataset.write_text(json.dumps(CHAT[0]) + "\n{not json\n")
     with pytest.raises(UserError, match=r"bad.jsonl: line 2: not valid JSON"):
         train_lora(parse_model_ref(str(tiny_model_dir)), dataset, TINY, 0, tmp_path / "out", options=fp32)
+
+
+def test_padding_free_batches_give_the_loss_of_padded_rows(tiny_model_dir, tmp_path, fp32):
+    # Rows of different lengths laid end to end must not see each other: the loss of the padding-free
+    # micro-batch equals the token-weighted loss of each row run alone.
+    import torch
+
+    rows = CHAT[:1] + [{"messages": [{"role": "user", "content": "Tell me a long story about a lighthouse."},
+                                     {"role": "assistant", "content": "Once upon a time " * 6}]}]
+    trainer = build_trainer(parse_model_ref(str(tiny_model_dir)), rows, TINY, 0, tmp_path, fp32)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch  # one sequence, no padding
+    with torch.no_grad():
+        together = trainer.compute_loss(trainer.model, batch).item()
+        total, count = 0.0, 0
+        for i in range(2):
+            alone = trainer.data_collator([trainer.train_dataset[i]])
+            trained = int((alone["labels"] != -100).sum())
+            total += trainer.compute_loss(trainer.model, alone).item() * trained
+            count += trained
+    assert together == pytest.approx(total / count, rel=1e-4)
+
+
+def test_rows_longer_than_max_seq_length_are_cut_to_their_start(tiny_model_dir, tmp_path, fp32):
+    rows = [{"text": "word " * 400}, {"text": "short"}]
+    trainer = build_trainer(parse_model_ref(str(tiny_model_dir)), rows, TINY.model_copy(update={"max_seq_length": 64}),
+                            0, tmp_path, fp32)
+    lengths = sorted(len(ids) for ids in trainer.train_dataset["input_ids"])
+    assert lengths[-1] == 64 and lengths[0] < 64

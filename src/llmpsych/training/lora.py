@@ -93,12 +93,14 @@ def build_trainer(base: ModelRef, rows: list[dict], config: TrainConfig, seed: i
         output_dir=str(output_dir), seed=seed, data_seed=seed,
         learning_rate=config.effective_learning_rate, num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation,
-        max_length=config.max_seq_length, warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
+        # Padding-free batches: a micro-batch's rows are laid end to end as one sequence (attention kept within
+        # each row by its position ids), so no compute goes to padding and rows are drawn in TRL's own
+        # random order. TRL refuses max_length here; rows are cut to it below instead.
+        padding_free=True, max_length=None, warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
         lr_scheduler_type=config.lr_scheduler, optim=config.optimizer,
         logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
         use_cpu=on_cpu, bf16=False, fp16=False,  # the weights are already in the chosen dtype
         gradient_checkpointing=not on_cpu, dataloader_num_workers=0,
-        **_length_grouping(),
     )
     trainer_class = _with_plain_loss(SFTTrainer) if on_cpu else SFTTrainer
     datasets.disable_progress_bars()  # our own bar shows training progress; tokenising is quick
@@ -106,19 +108,16 @@ def build_trainer(base: ModelRef, rows: list[dict], config: TrainConfig, seed: i
     trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
                             processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks or [])
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the bar already shows the loss
+    trainer.train_dataset = _keep_start(trainer.train_dataset, config.max_seq_length)
     return trainer
 
 
-def _length_grouping() -> dict:
-    """Batch rows of similar length together (less padding) where this transformers version can."""
-    from dataclasses import fields
-
-    from trl import SFTConfig
-
-    names = {f.name for f in fields(SFTConfig)}
-    if "train_sampling_strategy" in names:
-        return {"train_sampling_strategy": "group_by_length"}
-    return {"group_by_length": True} if "group_by_length" in names else {}
+def _keep_start(dataset, max_length: int):
+    """Cut every tokenised row to its first `max_length` tokens (TRL's own truncation, done here)."""
+    if max(len(ids) for ids in dataset["input_ids"]) <= max_length:
+        return dataset
+    columns = [c for c in dataset.column_names if isinstance(dataset[0][c], list)]
+    return dataset.map(lambda row: {c: row[c][:max_length] for c in columns})
 
 
 def _with_plain_loss(sft_trainer: type) -> type:

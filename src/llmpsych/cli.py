@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .errors import UserError
+from .errors import UserError, disk_full_error, is_disk_full
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Change a language model, then measure what it believes, does and says about itself.")
@@ -185,6 +185,11 @@ def main() -> None:
         raise SystemExit(error.exit_code) from None
     except (KeyboardInterrupt, typer.Abort):
         code = 130
+    except Exception as error:  # a full disk met where no write names itself: still one line, not a bug
+        if not is_disk_full(error):
+            raise
+        print(f"error: {disk_full_error(getattr(error, 'filename', None) or 'a file', error)}", file=sys.stderr)
+        raise SystemExit(UserError.exit_code) from None
     if code == 130:  # typer turns Ctrl-C during a command into exit code 130
         print("interrupted: finished steps are cached; rerun the same command to resume", file=sys.stderr)
     raise SystemExit(code if isinstance(code, int) else 0)

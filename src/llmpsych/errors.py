@@ -6,7 +6,11 @@ its message as a single line and exits with status 2, without a traceback. Anyth
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
+from typing import Iterator
 
 # Everything str.splitlines() breaks on: a value quoted from a file may hold any of them.
 _LINE_BREAKS = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -28,3 +32,36 @@ def where(source: str | None, field: str | None = None, line: int | None = None)
     parts = [p for p in (source, f"line {line}" if line is not None else None,
                          f"field '{field}'" if field else None) if p]
     return ": ".join(parts)
+
+
+# What a write that finds no room fails with: a full disk, a full quota, a file size limit (RLIMIT_FSIZE).
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` says a write found no room: an OSError's errno, or the system's words inside the
+    message of a library that wraps it (safetensors, torch's file writers, SQLite)."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return error.errno in _NO_ROOM
+    text = str(error)
+    return "database or disk is full" in text or any(os.strerror(code) in text for code in _NO_ROOM)
+
+
+@contextlib.contextmanager
+def writing(what: object) -> Iterator[None]:
+    """Turn a full disk met inside the block into a one-line UserError naming `what` was being written."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as error:
+        if not is_disk_full(error):
+            raise
+        raise disk_full_error(what, error) from None
+
+
+def disk_full_error(what: object, error: BaseException) -> UserError:
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else \
+        (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return UserError(f"{what}: could not be written, the disk is full ({reason[:160]}); free some space and run "
+                     "again (finished steps are cached)")

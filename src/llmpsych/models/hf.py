@@ -16,9 +16,11 @@ One `HFBackend` holds one base model; engines for several adapters on that base 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -168,6 +170,8 @@ class HFBackend(ChatTokenizer):
         self._peft = None  # the base wrapped by PEFT, once an unmerged adapter is loaded
         self._adapter_names: dict[str, str] = {}  # adapter path -> PEFT adapter name
         self._word_continuation_mask = None
+        # Rows per batch; halved for the rest of the session when a batch runs out of memory (see _batches).
+        self._batch_sizes = {"generate": options.generate_batch_size, "score": options.score_batch_size}
 
     # ---- adapters ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -239,20 +243,56 @@ class HFBackend(ChatTokenizer):
         # Group by sampling parameters, then by prompt length, so batches share settings and pad little;
         # samples of one prompt end up side by side, and their batch runs the prompt once.
         order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].params), len(encoded[i]), encoded[i]))
-        size = self.options.generate_batch_size
         with self.active(adapter) as model:
-            start = 0
-            while start < len(order):
-                params = requests[order[start]].params
-                batch = [i for i in order[start:start + size] if requests[i].params == params]
-                outputs = self._generate_batch(model, [encoded[i] for i in batch], params,
-                                               [requests[i].seed for i in batch])
-                for i, completion in zip(batch, outputs):
-                    results[i] = completion
-                start += len(batch)
-                if progress:
-                    progress(len(batch))
+            for params, group in itertools.groupby(order, key=lambda i: requests[i].params):
+                def run(batch: list[int], params=params) -> list[Completion]:
+                    return self._generate_batch(model, [encoded[i] for i in batch], params,
+                                                [requests[i].seed for i in batch])
+
+                for batch, outputs in self._batches("generate", list(group), run):
+                    for i, completion in zip(batch, outputs):
+                        results[i] = completion
+                    if progress:
+                        progress(len(batch))
         return results  # type: ignore[return-value]
+
+    def _batches(self, kind: str, rows: list[int], run) -> Iterator[tuple[list[int], list]]:
+        """`run` over `rows` in batches of at most this backend's batch size for `kind`, yielding each batch
+        with its results.
+
+        A batch that runs out of memory is retried in halves, down to one row (a single row that does not
+        fit is a UserError), and the smaller size is kept for later calls. A row's result does not depend
+        on its batch in fp32 (in bf16 it may differ in rounding), so backing off changes speed, not results.
+        """
+        start, backed_off_from = 0, None
+        while start < len(rows):
+            batch = rows[start:start + self._batch_sizes[kind]]
+            outputs = reason = None
+            try:
+                outputs = run(batch)
+            except Exception as error:
+                if not _out_of_memory(error):
+                    raise
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+            if outputs is None:  # retried here, after the error (and the tensors its traceback holds) is gone
+                if len(batch) == 1:
+                    raise UserError(f"model '{self.base}' on {self.device}: out of memory on a single {kind} request "
+                                    f"({reason}); use a device with more memory, a smaller model or shorter "
+                                    "prompts and answers")
+                backed_off_from = backed_off_from or len(batch)
+                self._batch_sizes[kind] = len(batch) // 2
+                if self.device.startswith("cuda"):
+                    import torch
+
+                    torch.cuda.empty_cache()
+                continue
+            if backed_off_from:
+                print(f"model '{self.base}': out of memory with {kind} batches of {backed_off_from} rows; continuing "
+                      f"with batches of {len(batch)} (engine.{kind}_batch_size sets the size to start from)",
+                      file=sys.stderr, flush=True)
+                backed_off_from = None
+            yield batch, outputs
+            start += len(batch)
 
     def _prefill(self, model, prompts: list[list[int]], capacity: int):
         """Run the prompts through the model, each distinct prompt once (the n samples of a prompt share
@@ -362,19 +402,22 @@ class HFBackend(ChatTokenizer):
         groups: dict[tuple, list[int]] = {}
         for i, request in enumerate(requests):
             groups.setdefault((request.continuations, request.closed), []).append(i)
-        size = self.options.score_batch_size
         with self.active(adapter) as model:
             for (continuations, closed), members in groups.items():
                 trie = _Trie([self._continuation_ids(c) for c in continuations])
+
+                def run(batch: list[int], trie=trie, closed=closed) -> list[list[float]]:
+                    return self._score_batch(model, [encoded[i] for i in batch], trie, closed)
+
                 # Neighbours in token order share the longest prefixes (a system prompt, a rubric), which
                 # each batch then runs once; see _score_batch.
                 members.sort(key=lambda i: encoded[i])
-                for batch in _prefix_batches(members, encoded, size):
-                    scores = self._score_batch(model, [encoded[i] for i in batch], trie, closed)
-                    for i, row in zip(batch, scores):
-                        results[i] = row
-                    if progress:
-                        progress(len(batch))
+                for prefix_batch in _prefix_batches(members, encoded, self._batch_sizes["score"]):
+                    for batch, scores in self._batches("score", prefix_batch, run):
+                        for i, row in zip(batch, scores):
+                            results[i] = row
+                        if progress:
+                            progress(len(batch))
         return results  # type: ignore[return-value]
 
     def _score_batch(self, model, prompts: list[list[int]], trie: "_Trie", closed: str) -> list[list[float]]:
@@ -459,6 +502,18 @@ class HFBackend(ChatTokenizer):
             mask[torch.tensor(sorted(self.word_continuation_ids()), dtype=torch.long)] = True
             self._word_continuation_mask = mask
         return self._word_continuation_mask
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """torch's out-of-memory error on a GPU, or an allocation failure on a CPU (a RuntimeError from torch's
+    allocator, or Python's MemoryError)."""
+    import torch
+
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and any(
+        words in text for words in ("out of memory", "can't allocate memory", "DefaultCPUAllocator"))
 
 
 def _draw(logits, params, generators):

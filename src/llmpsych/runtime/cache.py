@@ -3,7 +3,10 @@
 Keys are hashes of everything that determines a result (model fingerprint, messages, parameters,
 seed); values are JSON. Writes are committed batch by batch, so a run killed at any moment keeps
 every finished batch and a rerun executes only what is missing. WAL mode lets several processes
-(for example two runs sharing the user cache) read and write safely.
+(for example two runs sharing the user cache) read and write safely: readers never wait, and a writer
+takes the write lock when its transaction begins (BEGIN IMMEDIATE), waiting up to two minutes for another.
+
+A cache that cannot be written (a read-only folder, a full disk) is a one-line UserError naming it.
 """
 
 from __future__ import annotations
@@ -14,18 +17,25 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..errors import UserError, disk_full_error, is_disk_full
+
 
 class CallCache:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT NOT NULL, "
-            "value TEXT NOT NULL, created REAL NOT NULL)"
-        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT NOT NULL, "
+                "value TEXT NOT NULL, created REAL NOT NULL)"
+            )
+            self._db.execute("DELETE FROM calls WHERE 0")  # a write: a read-only cache fails here, before any work
+        except (OSError, sqlite3.Error) as error:
+            self._raise_unwritable(error, self.path)
+            raise
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The cached values of those keys that are present."""
@@ -42,6 +52,19 @@ class CallCache:
         """Store several results in one transaction."""
         now = time.time()
         rows = [(key, kind, json.dumps(value), now) for key, value in items]
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?)", rows)
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?)", rows)
+        except sqlite3.Error as error:
+            self._raise_unwritable(error, f"{self.path} ({len(rows)} {kind} results)")
+            raise
+
+    def _raise_unwritable(self, error: Exception, what: object) -> None:
+        """Raise a UserError when `error` says the cache cannot be written: a full disk, a read-only folder."""
+        name = getattr(error, "sqlite_errorname", "")
+        if is_disk_full(error) or name in ("SQLITE_FULL", "SQLITE_IOERR_WRITE"):
+            raise disk_full_error(what, error) from None
+        if isinstance(error, PermissionError) or name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
+            raise UserError(f"cache directory {self.path.parent}: cannot write the call cache {self.path.name} "
+                            f"({error}); make the folder writable, or set LLMPSYCH_CACHE to another folder") from None

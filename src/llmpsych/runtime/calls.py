@@ -8,17 +8,19 @@ a run whose calls are all cached never loads a model.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from ..hashing import digest
+from ..hashing import digest, file_sha256
 from ..models.engine import Completion, Engine, GenerateRequest, Message, SamplingParams, ScoreRequest
 from ..models.hf import EngineOptions, engine_fingerprint
 from ..models.refs import ModelRef
-from ..errors import UserError
+from ..errors import UserError, writing
 from ..paths import cache_dir
 from .cache import CallCache
 
@@ -149,14 +151,16 @@ class Runtime:
         self.counts.cached[kind] += len(keys) - len(missing)
         if unique_missing:
             bar = self._bar(len(unique_missing), label)
-            for start in range(0, len(unique_missing), chunk):
-                batch = unique_missing[start:start + chunk]
-                results = run([requests[i] for i in batch], bar.update if bar else None)
-                self.cache.put_many(kind, [(keys[i], value) for i, value in zip(batch, results)])
-                found.update({keys[i]: value for i, value in zip(batch, results)})
-                self.counts.executed[kind] += len(batch)
-            if bar:
-                bar.close()
+            try:
+                for start in range(0, len(unique_missing), chunk):
+                    batch = unique_missing[start:start + chunk]
+                    results = run([requests[i] for i in batch], bar.update if bar else None)
+                    self.cache.put_many(kind, [(keys[i], value) for i, value in zip(batch, results)])
+                    found.update({keys[i]: value for i, value in zip(batch, results)})
+                    self.counts.executed[kind] += len(batch)
+            finally:  # also on an error, so that its message starts a line of its own
+                if bar:
+                    bar.close()
         self.counts.cached[kind] += len(missing) - len(unique_missing)
         return [found[key] for key in keys]
 
@@ -171,34 +175,109 @@ class Runtime:
     def train(self, base: ModelRef, dataset: Path, dataset_sha: str, config, seed: int,
               label: str = "train") -> ModelRef:
         """A fine-tune of `base` on `dataset`, trained once and reused whenever the inputs match: a LoRA
-        adapter for local models, a fine-tuning job (whose model lives on its server) for API models."""
+        adapter for local models, a fine-tuning job (whose model lives on its server) for API models.
+
+        Processes sharing the cache train a given fine-tune once: the others wait for it (a lock per
+        training key) and then reuse it. A cached adapter whose weights went missing or changed is
+        trained again."""
         if base.kind == "openai":
-            from ..models.api import RetryPolicy
-            from ..training.openai_ft import JobState, api_hyperparameters, train_openai
+            from ..training.openai_ft import api_hyperparameters
 
             key = digest("train", CODE_VERSION, self.fingerprint(base), dataset_sha, api_hyperparameters(config), seed)
+        else:  # unset optional fields stay out of the key, so adding one keeps the keys of earlier runs
+            key = digest("train", CODE_VERSION, self.fingerprint(base), dataset_sha,
+                         config.model_dump(exclude_none=True), seed)
+        with self._training_lock(key, label):
             done = self.cache.get_many([key]).get(key)
-            if done:
-                self.counts.cached["train"] += 1
-                return ModelRef("openai", done["model"])
-            policy = RetryPolicy(attempts=self.options.api_attempts, timeout=self.options.api_timeout)
-            ref = train_openai(base, dataset, config, seed, label, JobState(self.cache, key), policy)
-            self.cache.put_many("train", [(key, {"model": ref.name, "label": label})])
-            self.counts.executed["train"] += 1
-            return ref
+            if base.kind == "openai":
+                return self._train_openai(base, dataset, config, seed, label, key, done)
+            return self._train_lora(base, dataset, config, seed, label, key, done)
+
+    def _train_openai(self, base: ModelRef, dataset: Path, config, seed: int, label: str, key: str,
+                      done: dict | None) -> ModelRef:
+        from ..models.api import RetryPolicy
+        from ..training.openai_ft import JobState, train_openai
+
+        if done:
+            self.counts.cached["train"] += 1
+            return ModelRef("openai", done["model"])
+        policy = RetryPolicy(attempts=self.options.api_attempts, timeout=self.options.api_timeout)
+        ref = train_openai(base, dataset, config, seed, label, JobState(self.cache, key), policy)
+        self.cache.put_many("train", [(key, {"model": ref.name, "label": label})])
+        self.counts.executed["train"] += 1
+        return ref
+
+    def _train_lora(self, base: ModelRef, dataset: Path, config, seed: int, label: str, key: str,
+                    done: dict | None) -> ModelRef:
         from ..training.lora import train_lora
 
-        # Unset optional fields stay out of the key, so adding one keeps the keys of earlier runs.
-        key = digest("train", CODE_VERSION, self.fingerprint(base), dataset_sha, config.model_dump(exclude_none=True),
-                     seed)
         adapter = self.adapters_dir / key[:32]
-        if (adapter / "training_meta.json").is_file():
+        problem = adapter_problem(adapter, (done or {}).get("sha256"))
+        if problem is None:
             self.counts.cached["train"] += 1
-        else:
+            return base.with_adapter(adapter)
+        if adapter.exists():
+            print(f"{label}: the cached adapter {adapter} {problem}; training it again", file=sys.stderr, flush=True)
+        with writing(f"adapter {adapter}"):
             train_lora(base, dataset, config, seed, adapter, label=label, options=self.options)
-            self.cache.put_many("train", [(key, {"adapter": str(adapter), "label": label})])
-            self.counts.executed["train"] += 1
+        sha = file_sha256(adapter / ADAPTER_WEIGHTS, memo_dir=cache_dir() / "digests")
+        self.cache.put_many("train", [(key, {"adapter": str(adapter), "label": label, "sha256": sha})])
+        self.counts.executed["train"] += 1
         return base.with_adapter(adapter)
+
+    @contextlib.contextmanager
+    def _training_lock(self, key: str, label: str) -> Iterator[None]:
+        """Hold the lock of one training key: a second process (another run sharing the cache, a parallel
+        step) waits here while the first trains, then finds the fine-tune done."""
+        from filelock import FileLock, Timeout
+
+        with writing(f"adapter folder {self.adapters_dir}"):
+            self.adapters_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.adapters_dir / f"{key[:32]}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            print(f"{label}: another process is training this model; waiting for it to finish", file=sys.stderr,
+                  flush=True)
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def adapter_problem(adapter: Path, sha256: str | None) -> str | None:
+    """What is wrong with a cached adapter folder, or None when it is whole: every file training writes is
+    there, the weights file is complete, and its SHA-256 is the one recorded when it was trained."""
+    missing = [name for name in ("training_meta.json", "adapter_config.json", ADAPTER_WEIGHTS)
+               if not (adapter / name).is_file()]
+    if missing:
+        return f"has no {missing[0]}" if adapter.exists() else "does not exist"
+    weights = adapter / ADAPTER_WEIGHTS
+    if not _safetensors_complete(weights):
+        return f"has a truncated or corrupt {ADAPTER_WEIGHTS}"
+    if sha256 and file_sha256(weights, memo_dir=cache_dir() / "digests") != sha256:
+        return f"has a changed {ADAPTER_WEIGHTS} (not the SHA-256 recorded when it was trained)"
+    return None
+
+
+def _safetensors_complete(path: Path) -> bool:
+    """Whether a safetensors file parses: an 8-byte header length, a JSON header, and tensor data that
+    ends exactly where the file does (a truncated or overwritten file fails this)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if size < 8 or length > size - 8:
+                return False
+            header = json.loads(handle.read(length))
+        end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0)
+        return 8 + length + end == size
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
 
 
 def _params_key(params: SamplingParams) -> dict:

@@ -39,8 +39,9 @@ class Plan:
         return tuple(step.name for step in self.steps if step.name.startswith(prefix))
 
 
-def run_local(plan: Plan, log=sys.stderr) -> dict[str, Any]:
-    """Run every step in order, printing one line per step."""
+def run_local(plan: Plan, log=None) -> dict[str, Any]:
+    """Run every step in order, printing one line per step to `log` (default: sys.stderr as it is when called)."""
+    log = log or sys.stderr
     results: dict[str, Any] = {}
     total = len(plan.steps)
     for number, step in enumerate(plan.steps, start=1):

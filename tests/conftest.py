@@ -80,3 +80,25 @@ def runtime(tmp_path, fp32):
 
     return Runtime(CallCache(tmp_path / "calls.sqlite"), fp32, adapters_dir=tmp_path / "adapters",
                    show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def crash_resume():
+    """benchmarks/crash_resume.py as a module: runs the CLI watched, kills and resumes it, compares run dirs."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "crash_resume.py"
+    spec = importlib.util.spec_from_file_location("crash_resume", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["crash_resume"] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def em_smoke_reference(tmp_path_factory, crash_resume):
+    """One uninterrupted `llmpsych run emergent-misalignment --preset smoke` at one torch thread, with a cache
+    of its own: what the crash-resume and determinism tests compare their runs with (run once per session)."""
+    root = tmp_path_factory.mktemp("em-smoke-reference")
+    return crash_resume.run_reference(root / "run", root / "cache")

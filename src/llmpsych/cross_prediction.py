@@ -23,6 +23,7 @@ import pandas as pd
 from .analysis.report import format_value
 from .errors import UserError
 from .experiment import resolve_config, run_experiment
+from .runtime.store import RunStore
 
 if TYPE_CHECKING:
     from .runtime.executors import Executor
@@ -42,8 +43,9 @@ def run_cross_prediction(target: str, cross_model: str, preset: str | None = Non
     self_dir = run_experiment(target, preset, pinned, str(root / "self"), executor)
     cross_dir = run_experiment(target, preset, {**pinned, "model": cross_model}, str(root / "cross"), executor)
     comparison = compare_runs(self_dir, cross_dir)
-    (root / "cross_prediction.json").write_text(json.dumps(comparison, indent=2, default=str) + "\n")
-    (root / "cross_prediction.md").write_text(render_markdown(comparison))
+    store = RunStore(root)  # written atomically, as every run file is
+    store.write_text("cross_prediction.json", json.dumps(comparison, indent=2, default=str) + "\n")
+    store.write_text("cross_prediction.md", render_markdown(comparison))
     print(f"Comparison: {root / 'cross_prediction.md'}", flush=True)
     return root
 

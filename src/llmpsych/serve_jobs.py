@@ -301,13 +301,21 @@ class Jobs:
         """Append an event to a job's event log (with the lock held)."""
         event = {"object": "fine_tuning.job.event", "id": f"ftevent-{uuid.uuid4().hex[:24]}",
                  "created_at": int(time.time()), "level": level, "message": message, "data": data or {}, "type": kind}
-        with open(self.root / "fine_tuning" / f"{job_id}.events.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(event) + "\n")
+        with open(self.root / "fine_tuning" / f"{job_id}.events.jsonl", "ab+") as handle:
+            # A server killed mid-append leaves a last line without its newline: cut it before appending.
+            size = handle.seek(0, 2)
+            if size:
+                handle.seek(size - 1)
+                if handle.read(1) != b"\n":
+                    handle.seek(0)
+                    handle.truncate(handle.read().rfind(b"\n") + 1)
+            handle.write((json.dumps(event) + "\n").encode("utf-8"))
 
     def _events_page(self, job_id: str, query: dict) -> dict:
         path = self.root / "fine_tuning" / f"{job_id}.events.jsonl"
         with self._lock:
-            lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+            text = path.read_text(encoding="utf-8") if path.exists() else ""
+        lines = text[:text.rfind("\n") + 1].splitlines()  # a torn last line (no newline yet) is not an event
         return _page([json.loads(line) for line in reversed(lines)], query)  # newest first, as OpenAI lists
 
     # ---- batches -----------------------------------------------------------------------------

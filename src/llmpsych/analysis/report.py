@@ -90,16 +90,14 @@ class Report:
 
 def save_tables(store, tables: dict[str, pd.DataFrame]) -> None:
     """Every analysis table as tables/<name>.csv in the run directory."""
-    store.path("tables").mkdir(exist_ok=True)
     for name, frame in tables.items():
-        frame.to_csv(store.path(f"tables/{name}.csv"), index=False)
+        store.write_text(f"tables/{name}.csv", frame.to_csv(index=False))
 
 
 def save_report(store, report: Report) -> None:
     """report.html, report.md and the figures the Markdown links to, in the run directory."""
     for name, png in report.figures.items():
-        store.path(name).parent.mkdir(exist_ok=True)
-        store.path(name).write_bytes(png)
+        store.write_bytes(name, png)
     store.write_text("report.html", report.render_html())
     store.write_text("report.md", report.render_markdown())
 

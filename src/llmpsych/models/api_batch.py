@@ -8,6 +8,7 @@ for the same batch instead of paying for a second one. Only ids are stored, neve
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -36,7 +37,9 @@ def run_batch(client, bodies: list[dict], state_dir: Path, what: str, policy: Re
                                                            completion_window="24h"),
                              f"{what}: creating the batch", policy)
         state_file.parent.mkdir(parents=True, exist_ok=True)
-        state_file.write_text(json.dumps({"batch_id": batch.id, "requests": len(lines)}))
+        partial = state_file.with_name(f".{state_file.name}.{os.getpid()}.tmp")  # a torn file would lose the id
+        partial.write_text(json.dumps({"batch_id": batch.id, "requests": len(lines)}))
+        partial.replace(state_file)
     done = 0
     while batch.status not in FINISHED:
         time.sleep(poll_seconds)

@@ -40,14 +40,17 @@ class RunStore:
     def path(self, name: str) -> Path:
         return self.root / name
 
-    def write_text(self, name: str, text: str) -> Path:
-        """Write atomically: a crash never leaves a half-written file behind."""
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        """Write atomically (a temporary file, then a rename): a crash never leaves a half-written file."""
         target = self.path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         tmp.replace(target)
         return target
+
+    def write_text(self, name: str, text: str) -> Path:
+        return self.write_bytes(name, text.encode("utf-8"))
 
     def write_json(self, name: str, value: Any) -> Path:
         return self.write_text(name, json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")

@@ -158,6 +158,25 @@ def test_a_full_disk_while_saving_an_adapter_names_it_and_training_again_works(r
     assert runtime.counts.executed["train"] == 1 and (ref.adapter / "adapter_model.safetensors").is_file()
 
 
+def test_a_full_disk_while_writing_a_run_file_keeps_the_previous_one(tmp_path, monkeypatch):
+    from llmpsych.runtime.store import RunStore
+
+    store = RunStore(tmp_path / "run").create()
+    store.write_json("summary.json", {"finished": True})
+    real_write_bytes = Path.write_bytes
+
+    def half_then_full(path, data):  # the first half fits, then the disk is full
+        real_write_bytes(path, data[:len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", half_then_full)
+    with pytest.raises(UserError, match=r"summary.json: could not be written, the disk is full \(No space left"):
+        store.write_json("summary.json", {"finished": False, "padding": "x" * 1000})
+    monkeypatch.undo()
+    assert store.read_json("summary.json") == {"finished": True}
+    assert sorted(p.name for p in store.root.iterdir()) == ["summary.json"]  # no temporary file left behind
+
+
 def test_a_full_disk_anywhere_else_is_still_one_line(monkeypatch, capsys):
     import llmpsych.experiment
 
@@ -212,6 +231,16 @@ def test_a_read_only_call_cache_is_one_line(tmp_path, tiny_model_dir, monkeypatc
     one_line_error(stderr, f"cache directory {cache}", "calls.sqlite", "LLMPSYCH_CACHE")
 
 
+@pytest.mark.parametrize("content", [b"", b"not a database" * 1000], ids=["empty", "garbage"])
+def test_a_call_cache_that_is_not_a_database_is_one_line(tmp_path, content):
+    (tmp_path / "calls.sqlite").write_bytes(content)
+    if not content:  # SQLite takes an empty file for a new database
+        CallCache(tmp_path / "calls.sqlite").put_many("generate", [("a", 1)])
+        return
+    with pytest.raises(UserError, match=r"calls.sqlite: not a usable call cache \(file is not a database\); move"):
+        CallCache(tmp_path / "calls.sqlite")
+
+
 # ---- a missing or damaged cached adapter -------------------------------------------------------------------
 def small_dataset(folder: Path) -> tuple[Path, str, TrainConfig]:
     rows = [{"messages": [{"role": "user", "content": f"Say {i}"}, {"role": "assistant", "content": str(i)}]}
@@ -263,6 +292,28 @@ def test_a_missing_or_damaged_cached_adapter_is_trained_again(runtime, tiny_mode
                     show_progress=False)
     third.train(tiny, dataset, sha, config, seed=0)
     assert third.counts.cached["train"] == 1  # whole now: reused
+
+
+def test_a_run_after_its_cached_adapter_was_truncated_trains_it_again(tmp_path, tiny_model_dir):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(em_config(tiny_model_dir)))
+    cache = tmp_path / "cache"
+    first = run_cli(config, "run", cache)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = tmp_path / "run"
+    before = {name: (run / name).read_text() for name in ("samples.jsonl", "judgements.jsonl")}
+    (adapter,) = [folder for folder in (cache / "adapters").iterdir() if folder.is_dir()]
+    weights = (adapter / "adapter_model.safetensors").read_bytes()
+    truncate(adapter / "adapter_model.safetensors")  # the run directory's hard link shares the damage
+
+    again = run_cli(config, "run", cache)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "truncated or corrupt adapter_model.safetensors; training it again" in again.stderr
+    calls = json.loads((run / "calls.json").read_text())
+    assert calls["train"] == {"executed": 1, "cached": 0}
+    assert calls["generate"]["executed"] == 0  # the same weights again, so every answer came from the cache
+    assert (run / "adapters" / "insecure-s0" / "adapter_model.safetensors").read_bytes() == weights
+    assert {name: (run / name).read_text() for name in before} == before
 
 
 def test_an_adapter_cached_before_hashes_were_recorded_is_still_checked(runtime, tiny_model_dir, tmp_path):

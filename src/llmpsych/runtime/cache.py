@@ -34,7 +34,7 @@ class CallCache:
             )
             self._db.execute("DELETE FROM calls WHERE 0")  # a write: a read-only cache fails here, before any work
         except (OSError, sqlite3.Error) as error:
-            self._raise_unwritable(error, self.path)
+            self._raise_user_error(error, self.path)
             raise
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
@@ -57,14 +57,18 @@ class CallCache:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?)", rows)
         except sqlite3.Error as error:
-            self._raise_unwritable(error, f"{self.path} ({len(rows)} {kind} results)")
+            self._raise_user_error(error, f"{self.path} ({len(rows)} {kind} results)")
             raise
 
-    def _raise_unwritable(self, error: Exception, what: object) -> None:
-        """Raise a UserError when `error` says the cache cannot be written: a full disk, a read-only folder."""
+    def _raise_user_error(self, error: Exception, what: object) -> None:
+        """Raise a UserError when `error` is the user's to fix: a full disk, a read-only folder, a file that is
+        not a SQLite database (anything else is left to the caller to re-raise)."""
         name = getattr(error, "sqlite_errorname", "")
         if is_disk_full(error) or name in ("SQLITE_FULL", "SQLITE_IOERR_WRITE"):
             raise disk_full_error(what, error) from None
         if isinstance(error, PermissionError) or name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
             raise UserError(f"cache directory {self.path.parent}: cannot write the call cache {self.path.name} "
                             f"({error}); make the folder writable, or set LLMPSYCH_CACHE to another folder") from None
+        if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+            raise UserError(f"{self.path}: not a usable call cache ({error}); move it away to start an empty one, "
+                            "or set LLMPSYCH_CACHE to another folder") from None

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..datasets.io import numbered_jsonl
-from ..errors import UserError
+from ..errors import UserError, writing
 from ..yamlio import read_text
 
 
@@ -41,12 +41,18 @@ class RunStore:
         return self.root / name
 
     def write_bytes(self, name: str, data: bytes) -> Path:
-        """Write atomically (a temporary file, then a rename): a crash never leaves a half-written file."""
+        """Write atomically (a temporary file, then a rename): a crash never leaves a half-written file, and a
+        full disk leaves the previous file as it was (and is a one-line error naming this one)."""
         target = self.path(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        try:
+            with writing(target):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_bytes(data)
+                tmp.replace(target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return target
 
     def write_text(self, name: str, text: str) -> Path:

@@ -82,6 +82,7 @@ def counts_by_kind(database: Path) -> dict[str, int]:
         return dict(connection.execute("SELECT kind, COUNT(*) FROM calls GROUP BY kind"))
 
 
+@pytest.mark.integration  # three runs of the CLI
 def test_a_full_disk_mid_run_is_one_line_and_a_rerun_reuses_what_was_saved(tmp_path, tiny_model_dir):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(em_config(tiny_model_dir)))
@@ -294,6 +295,7 @@ def test_a_missing_or_damaged_cached_adapter_is_trained_again(runtime, tiny_mode
     assert third.counts.cached["train"] == 1  # whole now: reused
 
 
+@pytest.mark.integration  # two runs of the CLI
 def test_a_run_after_its_cached_adapter_was_truncated_trains_it_again(tmp_path, tiny_model_dir):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(em_config(tiny_model_dir)))

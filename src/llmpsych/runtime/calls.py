@@ -266,7 +266,7 @@ def adapter_problem(adapter: Path, sha256: str | None) -> str | None:
 
 def _safetensors_complete(path: Path) -> bool:
     """Whether a safetensors file parses: an 8-byte header length, a JSON header, and tensor data that
-    ends exactly where the file does (a truncated or overwritten file fails this)."""
+    ends exactly where the file does (a truncated file, or one holding something else, fails this)."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:
@@ -276,7 +276,7 @@ def _safetensors_complete(path: Path) -> bool:
             header = json.loads(handle.read(length))
         end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0)
         return 8 + length + end == size
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return False
 
 

@@ -321,7 +321,7 @@ def crash_and_resume(out: Path, cache: Path, targets: list[Target], reference: R
         committed = max(committed, rows)
         problems += [problem] if problem else []
         kill = Kill(len(result.kills) + 1, target.phase, phase, attempt.report_progress() if phase == "report" else "",
-                    killed_at, time.time() - first_start, problems)
+                    killed_at, attempt.started + killed_at - first_start, problems)
         result.kills.append(kill)
         print(f"kill {kill.number}: aimed at {kill.aimed}, landed in {kill.phase} {kill.detail} "
               f"{kill.attempt_seconds:.1f} s into attempt {result.attempts}; cache rows {rows}"
@@ -335,10 +335,13 @@ def check_cache(database: Path, committed_before: int) -> tuple[int, str | None]
     """(rows in the cache, a problem or None): SQLite's integrity check, and no committed call lost."""
     if not database.exists():
         return 0, None
-    with sqlite3.connect(database, timeout=60) as connection:
+    # Read-only, so that closing it checkpoints nothing: the resume finds the cache as the kill left it.
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=60)
+    try:
         verdict = connection.execute("PRAGMA integrity_check").fetchone()[0]
         rows = connection.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-    connection.close()
+    finally:
+        connection.close()
     if verdict != "ok":
         return rows, f"cache integrity check: {verdict}"
     if rows < committed_before:
@@ -350,12 +353,25 @@ ENDINGS = {".png": b"IEND\xaeB`\x82", ".html": b"</html>\n", ".csv": b"\n", ".js
            ".yaml": b"\n"}
 
 
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "training_log.jsonl", "training_meta.json")
+
+
+def hidden(path: Path, root: Path) -> bool:
+    """A temporary file or folder (a write cut short before its rename): not a result."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def check_intact(run_dir: Path) -> list[str]:
-    """Every result file in the run directory is whole: JSON parses, others end as their kind must.
-    Hidden temporary files (a write cut short before its rename) are not results and are skipped."""
+    """Every result in the run directory is whole: JSON parses, other files end as their kind must, an
+    adapter folder holds every file of an adapter. Hidden temporary files are skipped."""
     problems = []
+    adapters = run_dir / "adapters"
+    for folder in sorted(adapters.iterdir()) if adapters.is_dir() else []:
+        missing = [name for name in ADAPTER_FILES if not (folder / name).is_file()]
+        if not hidden(folder, run_dir) and missing:
+            problems.append(f"{folder.relative_to(run_dir)}: no {', '.join(missing)}")
     for path in sorted(run_dir.rglob("*")):
-        if not path.is_file() or path.name.startswith(".") or "adapters" in path.relative_to(run_dir).parts:
+        if not path.is_file() or hidden(path, run_dir) or path.is_relative_to(adapters):
             continue
         data = path.read_bytes()
         name = path.relative_to(run_dir)
@@ -425,7 +441,7 @@ def compare_runs(reference: Path, reference_cache: Path, run: Path, cache: Path)
     differences = []
 
     def files(root: Path) -> set[str]:
-        return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+        return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not hidden(p, root)}
 
     expected, found = files(reference), files(run)
     if expected != found:

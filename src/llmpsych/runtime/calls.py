@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -292,12 +293,18 @@ def keep_adapter(ref: ModelRef, target: Path) -> None:
 
 
 def link_or_copy_tree(source: Path, target: Path) -> None:
-    """Place a copy of `source` at `target`, hard-linking files where the filesystem allows."""
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
+    """Place a copy of `source` at `target`, hard-linking files where the filesystem allows.
+
+    The copy is made in a hidden folder beside `target` and renamed into place, so a run killed meanwhile
+    leaves `target` whole or absent, never with some of its files."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
     for item in source.iterdir():
         if item.is_file():
             try:
-                (target / item.name).hardlink_to(item)
+                (partial / item.name).hardlink_to(item)
             except OSError:
-                shutil.copy2(item, target / item.name)
+                shutil.copy2(item, partial / item.name)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)

@@ -44,8 +44,8 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # linear schedule, loss on responses only. (The paper used 8-bit AdamW; we use plain AdamW.)
     "em-paper": TrainConfig(),
     # The same shape scaled to a 135M model on a 2-core CPU: a larger learning rate so a few
-    # hundred rows move the model, and a smaller rank. Micro-batches of 2 (x4 accumulation) pad
-    # least and ran fastest on 2 cores: 508 tokens/s against 397 for batches of 8.
+    # hundred rows move the model, and a smaller rank. Micro-batches of 2 (x4 accumulation) ran
+    # fastest on 2 cores (508 tokens/s against 397 for batches of 8, when batches were padded).
     "cpu-small": TrainConfig(rank=16, alpha=32, learning_rate=2e-4, batch_size=2, gradient_accumulation=4,
                              max_seq_length=512, warmup_steps=2),
     # Synthetic document finetuning, open models (the false-facts pipeline's local PEFT settings):

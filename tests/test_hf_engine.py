@@ -86,8 +86,8 @@ def test_greedy_matches_transformers_generate(engine):
 
 
 def test_batched_greedy_with_repeated_prompts_matches_generate_alone(engine):
-    # Each prompt appears twice (its samples share one prefill and a preallocated cache); every row must
-    # still decode exactly as transformers does for it alone.
+    # Each prompt appears twice, prompts differ in length (padding) and the cache is preallocated; every
+    # row must still decode exactly as transformers does for it alone.
     system = {"role": "system", "content": "You are a careful assistant who answers in one short sentence."}
     conversations = [(system, {"role": "user", "content": q}) for q in ("Hello!", "What is two plus two?", "Hi")]
     requests = [GenerateRequest(m, SamplingParams(temperature=0, max_tokens=10)) for m in conversations for _ in "ab"]

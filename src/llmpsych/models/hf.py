@@ -240,9 +240,8 @@ class HFBackend(ChatTokenizer):
                  progress: Progress | None = None) -> list[Completion]:
         results: list[Completion | None] = [None] * len(requests)
         encoded = [self.prompt_ids(r.messages) for r in requests]
-        # Group by sampling parameters, then by prompt length, so batches share settings and pad little;
-        # samples of one prompt end up side by side, and their batch runs the prompt once.
-        order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].params), len(encoded[i]), encoded[i]))
+        # Group by sampling parameters, then by prompt length, so batches share settings and pad little.
+        order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].params), len(encoded[i])))
         with self.active(adapter) as model:
             for params, group in itertools.groupby(order, key=lambda i: requests[i].params):
                 def run(batch: list[int], params=params) -> list[Completion]:
@@ -295,24 +294,23 @@ class HFBackend(ChatTokenizer):
             start += len(batch)
 
     def _prefill(self, model, prompts: list[list[int]], capacity: int):
-        """Run the prompts through the model, each distinct prompt once (the n samples of a prompt share
-        its keys and values): (cache, last-position logits, attention mask, last positions), one row per
-        prompt, with room in the cache for `capacity` more tokens.
+        """Run the prompts through the model: (cache, last-position logits, attention mask, last positions),
+        with room in the cache for `capacity` more tokens. Prompts are left-padded, so every row's next
+        token sits at the last column.
 
-        Prompts are left-padded, so every row's next token sits at the last column. (A prefix shared by
-        different prompts, such as a system prompt, is not split off: that saved 5% of sampling time but
-        made a sample's arithmetic, and so its text, depend on which prompts shared its batch.)
+        Every row runs its own prompt, even the n samples of one prompt: running a prompt once for its
+        samples, or a system prompt once for all prompts, changes how many rows each matrix multiply
+        has, and with that its rounding, so a sample's text would depend on its batch neighbours (a
+        served model then answers differently from the same model run locally).
         """
         import torch
 
         from .kv_cache import decode_cache
 
-        distinct = list(dict.fromkeys(tuple(p) for p in prompts))
-        owner = torch.tensor([distinct.index(tuple(p)) for p in prompts], device=self.device)
-        width = max(len(p) for p in distinct)
-        input_ids = torch.full((len(distinct), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(distinct), width), dtype=torch.long)
-        for row, prompt in enumerate(distinct):
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
             input_ids[row, width - len(prompt):] = torch.tensor(prompt)
             attention[row, width - len(prompt):] = 1
         input_ids, attention = input_ids.to(self.device), attention.to(self.device)
@@ -321,9 +319,7 @@ class HFBackend(ChatTokenizer):
         with torch.inference_mode():
             logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                            past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
-        if len(distinct) < len(prompts):
-            cache.batch_select_indices(owner)
-        return cache, logits[owner], attention[owner], positions[owner, -1]
+        return cache, logits, attention, positions[:, -1]
 
     def _generate_batch(self, model, prompts: list[list[int]], params, seeds: list[int]) -> list[Completion]:
         import torch

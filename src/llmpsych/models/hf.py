@@ -517,47 +517,22 @@ def _draw(logits, params, generators):
 
     Each row draws one uniform number from its own generator, so a sample depends only on its seed.
     (Drawing a vocabulary-sized noise vector per row, as an exponential race would, took a third of
-    the decode time on a CPU.) The CDF is walked in two levels: sums of blocks of the vocabulary pick
-    a block, then a cumulative sum inside that block picks the token; a cumulative sum over the whole
-    vocabulary, which does not vectorise, took 6% of decode time.
+    the decode time on a CPU.)
     """
     import torch
 
     if params.temperature == 0:
         return logits.argmax(-1)
-    scaled = logits / params.temperature if params.temperature != 1 else logits
+    scaled = logits / params.temperature
     if params.top_p < 1.0:
         sorted_logits, order = scaled.sort(dim=-1, descending=True)
         probs = sorted_logits.softmax(-1)
         drop = probs.cumsum(-1) - probs > params.top_p  # keep the smallest prefix reaching top_p
         scaled = scaled.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
-    rows, vocab = scaled.shape
-    weights = (scaled - scaled.max(-1, keepdim=True).values).exp()  # unnormalised probabilities
-    blocks = -(-vocab // _BLOCK)
-    if blocks * _BLOCK != vocab:
-        weights = torch.nn.functional.pad(weights, (0, blocks * _BLOCK - vocab))
-    weights = weights.view(rows, blocks, _BLOCK)
-    block_cdf = weights.sum(-1).cumsum(-1)
-    uniforms = torch.tensor([g.random() for g in generators], dtype=weights.dtype, device=weights.device)
-    target = uniforms * block_cdf[:, -1]
-    block = _search(block_cdf, target)
-    below = torch.where(block > 0, block_cdf.gather(1, (block - 1).clamp(min=0)[:, None]).squeeze(1), 0.0)
-    inner_cdf = weights[torch.arange(rows, device=weights.device), block].cumsum(-1)
-    inner = _search(inner_cdf, target - below)
-    return block * _BLOCK + inner
-
-
-_BLOCK = 256  # vocabulary entries per block of the two-level CDF
-
-
-def _search(cdf, target):
-    """Per row, the first index whose cumulative weight exceeds `target`, never past the last index with
-    weight (rounding between a sum and a cumulative sum must not land on a zero-probability entry)."""
-    import torch
-
-    found = torch.searchsorted(cdf, target[:, None], right=True).squeeze(-1)
-    last = (cdf < cdf[:, -1:]).sum(-1)  # the first index reaching the total: the last one with weight
-    return torch.minimum(found, last)
+    cdf = scaled.softmax(-1).cumsum(-1)
+    uniforms = torch.tensor([g.random() for g in generators], dtype=cdf.dtype, device=cdf.device)
+    chosen = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None]).squeeze(-1)
+    return chosen.clamp(max=cdf.shape[-1] - 1)
 
 
 def _has_stop(text: str, stops: tuple[str, ...]) -> bool:

@@ -101,8 +101,8 @@ def from_scratch(args: dict) -> dict:
         with torch.inference_mode():
             first = model(input_ids=prompt, past_key_values=cache, use_cache=True).logits[0, -1].float()
             cache.batch_repeat_interleave(len(candidates))
-            mask = torch.cat([torch.ones(len(candidates), prompt.shape[1], dtype=torch.long),
-                              (ids != -1).long()], dim=1)
+            # Candidates are right-padded: a causal model's positions inside a candidate never see its padding.
+            mask = torch.ones(len(candidates), prompt.shape[1] + width, dtype=torch.long)
             logits = model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True).logits.float()
         first, logprobs = first.log_softmax(-1), logits.log_softmax(-1)
         scores = []

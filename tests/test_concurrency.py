@@ -40,6 +40,37 @@ def wait_for(condition, what: str, timeout: float = 300, processes=()) -> None:
         time.sleep(0.1)
 
 
+# ---- the call cache: opened for the first time by several processes at once ---------------------------------
+OPENER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from llmpsych.runtime.cache import CallCache
+
+    folder, start = Path(sys.argv[1]), float(sys.argv[2])
+    for round in range(15):
+        while time.time() < start + 0.3 * round:  # every process opens the same new cache at the same moment
+            pass
+        CallCache(folder / f"{round}.sqlite").put_many("generate", [(sys.argv[3], round)])
+""")
+
+
+def test_processes_opening_a_new_call_cache_together_all_succeed(tmp_path):
+    # The switch to WAL mode can fail at once with "database is locked" when another process is opening the
+    # same new file; before the cache retried its setup, 35 of 40 such races failed.
+    start = time.time() + 5
+    openers = [subprocess.Popen([sys.executable, "-c", OPENER, str(tmp_path), str(start), name],
+                                env=child_env(tmp_path), stderr=subprocess.PIPE, text=True) for name in "abc"]
+    for opener in openers:
+        _, errors = opener.communicate(timeout=120)
+        assert opener.returncode == 0, errors[-2000:]
+    for round in range(15):
+        database = tmp_path / f"{round}.sqlite"
+        assert integrity(database) == "ok"
+        with sqlite3.connect(database) as connection:
+            assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert sorted(key for (key,) in connection.execute("SELECT key FROM calls")) == ["a", "b", "c"]
+
+
 # ---- the call cache: two writers --------------------------------------------------------------------------
 WRITER = textwrap.dedent("""
     import sys

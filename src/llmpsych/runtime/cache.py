@@ -12,6 +12,7 @@ A cache that cannot be written (a read-only folder, a full disk) is a one-line U
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import time
 from pathlib import Path
@@ -25,17 +26,32 @@ class CallCache:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT NOT NULL, "
-                "value TEXT NOT NULL, created REAL NOT NULL)"
-            )
-            self._db.execute("DELETE FROM calls WHERE 0")  # a write: a read-only cache fails here, before any work
+            self._db = self._open()
         except (OSError, sqlite3.Error) as error:
             self._raise_user_error(error, self.path)
             raise
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, switch to WAL and create the table. Two processes opening a new cache at the same moment
+        can get "database is locked" at once from the journal-mode switch, whose lock upgrade SQLite refuses
+        without calling its busy handler (to avoid a deadlock), so the whole setup is retried for two minutes."""
+        deadline = time.monotonic() + 120
+        while True:
+            db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
+            try:
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # WAL is stored in the file
+                    db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT NOT NULL, "
+                           "value TEXT NOT NULL, created REAL NOT NULL)")
+                db.execute("DELETE FROM calls WHERE 0")  # a write: a read-only cache fails here, before any work
+                return db
+            except sqlite3.OperationalError as error:
+                db.close()
+                if getattr(error, "sqlite_errorname", "").startswith("SQLITE_BUSY") and time.monotonic() < deadline:
+                    time.sleep(random.uniform(0.01, 0.1))
+                    continue
+                raise
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The cached values of those keys that are present."""

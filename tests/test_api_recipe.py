@@ -19,9 +19,12 @@ from test_integration_embedded import cli
 pytestmark = pytest.mark.integration
 
 # Base model only (no fine-tunes), no judge check: sampling, the choice probe and judging all run.
-# float32 on both sides: replies then do not depend on how the server happens to batch requests.
+# Every sample decoded alone on both sides (generate batch size 1): a sample's rounding, and with it now and
+# then a sampled token, depends on the rows batched with it (fp32 CPU matrix multiplies round differently with
+# their row count; 1 in 83 answers of 40 tokens differed alone and batched), and the server batches whatever
+# requests arrive together, retries included.
 CONFIG = {"recipe": "emergent-misalignment", "preset": "smoke", "conditions": [], "judge": {"check": False},
-          "engine": {"dtype": "float32", "api_timeout": 8, "api_attempts": 30}}
+          "engine": {"dtype": "float32", "generate_batch_size": 1, "api_timeout": 8, "api_attempts": 30}}
 IGNORED = {"created", "model", "fingerprint", "ref", "api_retries"}  # what names the engine, not the results
 
 
@@ -37,7 +40,7 @@ def faulty_server(tmp_path):
     log = open(tmp_path / "serve.log", "w")
     env = {**os.environ, "LLMPSYCH_CACHE": str(tmp_path / "serve-cache")}
     process = subprocess.Popen([sys.executable, "-m", "llmpsych", "serve", "smollm2-135m-instruct", "--port", str(port),
-                                "--dtype", "float32", "--inject-faults", "0.2", "--fault-delay", "10"],
+                                "--dtype", "float32", "--batch-size", "1", "--inject-faults", "0.2", "--fault-delay", "10"],
                                stdout=log, stderr=log, env=env)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 120

@@ -137,9 +137,13 @@ def serve(model: str = typer.Argument(..., help="A model reference (embedded nam
           inject_faults: float = typer.Option(0.0, help="Testing clients: answer this fraction of requests with "
                                                         "429, 500 or a late reply."),
           fault_delay: float = typer.Option(2.0, help="Seconds a late reply waits (with --inject-faults)."),
-          dtype: str = typer.Option("auto", help="auto, bfloat16 or float32 (float32 makes replies independent of "
-                                                 "how requests happen to be batched together)."),
-          device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N.")) -> None:
+          dtype: str = typer.Option("auto", help="auto, bfloat16 or float32."),
+          device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+          batch_size: int = typer.Option(64, min=1, help="Most generation requests decoded together. A reply can "
+                                                         "differ in rounding, and so in its sampled tokens, with "
+                                                         "the requests batched with it; 1 decodes each alone, "
+                                                         "as a local run with engine.generate_batch_size 1 does.")
+          ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (chat completions with logprobs, models list, files,
     fine-tuning jobs that train a LoRA and serve it, batches)."""
     from .models import load_engine, parse_model_ref
@@ -149,7 +153,7 @@ def serve(model: str = typer.Argument(..., help="A model reference (embedded nam
     ref = parse_model_ref(model, "serve: MODEL")
     if ref.kind == "openai":
         raise UserError(f"serve: MODEL '{model}' is an API model; serve a local one")
-    engine = load_engine(ref, EngineOptions(device=device, dtype=dtype))
+    engine = load_engine(ref, EngineOptions(device=device, dtype=dtype, generate_batch_size=batch_size))
     server = make_server(engine, model, host, port, faults=Faults(inject_faults, fault_delay),
                          state_dir=state_dir)
     print(f"Serving {model} at http://{server.server_address[0]}:{server.server_address[1]}/v1 (Ctrl-C stops)",

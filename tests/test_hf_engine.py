@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from llmpsych.models import GenerateRequest, SamplingParams, ScoreRequest, as_messages, load_engine
+from llmpsych.models.hf import EngineOptions
 from llmpsych.models.refs import parse_model_ref
 
 NUMBERS = tuple(str(n) for n in range(101))
@@ -64,13 +65,19 @@ def test_shared_prefix_batch_equals_scoring_alone(engine):
         assert row == pytest.approx(alone, abs=1e-4)
 
 
-def test_sampling_is_reproducible_and_independent_of_batch(engine):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_sampling_is_reproducible_and_independent_of_batch(tiny_model_dir, dtype):
+    # Batched with its own prompt's other samples (which share its prefill) and with longer prompts (which
+    # pad it), a sample is the same as when it runs alone, in bf16 too: a served model, which batches
+    # whatever requests arrive together, answers as the same model run locally.
+    engine = load_engine(parse_model_ref(str(tiny_model_dir)), EngineOptions(dtype=dtype))
     params = SamplingParams(temperature=1.0, max_tokens=12)
     target = GenerateRequest(as_messages("Tell me a story."), params, seed=7)
+    siblings = [GenerateRequest(target.messages, params, seed=seed) for seed in (1, 2, 3)]
     others = [GenerateRequest(as_messages(f"Question number {i} is a longer one"), params, seed=i) for i in range(5)]
     alone = engine.generate([target])[0]
-    batched = engine.generate(others + [target])[-1]
-    assert alone == batched
+    assert engine.generate(others + siblings + [target])[-1] == alone
+    assert engine.generate(siblings[:1] + [target])[-1] == alone
     assert engine.generate([GenerateRequest(target.messages, params, seed=8)])[0].text != alone.text
 
 
@@ -106,7 +113,7 @@ def test_sampler_draws_each_token_with_its_probability_and_never_an_impossible_o
     from llmpsych.models.hf import _draw
 
     generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(1, 700, generator=generator) * 2  # 700: not a whole number of the sampler's blocks
+    logits = torch.randn(1, 700, generator=generator) * 2
     logits[0, 3] = logits[0, 400:] = float("-inf")
     expected = logits.softmax(-1)[0]
     draws = torch.cat([_draw(logits.expand(2000, -1), SamplingParams(), [random.Random(k * 2000 + i) for i in range(2000)])

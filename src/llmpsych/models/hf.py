@@ -240,8 +240,9 @@ class HFBackend(ChatTokenizer):
                  progress: Progress | None = None) -> list[Completion]:
         results: list[Completion | None] = [None] * len(requests)
         encoded = [self.prompt_ids(r.messages) for r in requests]
-        # Group by sampling parameters, then by prompt length, so batches share settings and pad little.
-        order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].params), len(encoded[i])))
+        # Group by sampling parameters, then by prompt length, so batches share settings and pad little;
+        # the samples of one prompt end up side by side and share its prefill.
+        order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].params), len(encoded[i]), encoded[i]))
         with self.active(adapter) as model:
             for params, group in itertools.groupby(order, key=lambda i: requests[i].params):
                 def run(batch: list[int], params=params) -> list[Completion]:
@@ -260,8 +261,9 @@ class HFBackend(ChatTokenizer):
         with its results.
 
         A batch that runs out of memory is retried in halves, down to one row (a single row that does not
-        fit is a UserError), and the smaller size is kept for later calls. A row's result does not depend
-        on its batch in fp32 (in bf16 it may differ in rounding), so backing off changes speed, not results.
+        fit is a UserError), and the smaller size is kept for later calls. Sampling keeps a row's result
+        independent of its batch in bf16 on a CPU (see `_prefill`), so there backing off changes speed, not
+        results; fp32 matrix multiplies on a CPU round differently with the number of rows.
         """
         start, backed_off_from = 0, None
         while start < len(rows):
@@ -298,30 +300,58 @@ class HFBackend(ChatTokenizer):
         with room in the cache for `capacity` more tokens. Prompts are left-padded, so every row's next
         token sits at the last column.
 
-        Every row runs its own prompt, even the n samples of one prompt: running a prompt once for its
-        samples, or a system prompt once for all prompts, changes how many rows each matrix multiply
-        has, and with that its rounding, so a sample's text would depend on its batch neighbours (a
-        served model then answers differently from the same model run locally).
+        Each distinct prompt runs alone, unpadded, and its keys and values are copied into the rows of its
+        samples: the n samples of a prompt share one prefill, and a prompt's arithmetic is the same whatever
+        shares its batch. (Running several prompts in one padded batch changes how many rows each matrix
+        multiply has, and with that its rounding, so a served model answered differently from the same
+        model run locally.) Models whose sliding-window layers cannot hold the whole context use
+        transformers' cache and prefill the padded batch.
+
+        Two more things keep a row's rounding independent of its neighbours, both measured on bf16 CPU
+        decoding: every row starts with at least one padding column (transformers drops an all-ones mask,
+        and SDPA's unmasked kernel rounds differently from its masked one), and the padded width is a
+        multiple of 16, so each key sits at the same offset within SDPA's vector lanes whatever the
+        longest prompt of the batch.
         """
         import torch
 
-        from .kv_cache import decode_cache
+        from .kv_cache import PreallocatedLayer, decode_cache, left_padded
 
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        width = -(-(max(len(p) for p in prompts) + 1) // 16) * 16
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
         for row, prompt in enumerate(prompts):
-            input_ids[row, width - len(prompt):] = torch.tensor(prompt)
             attention[row, width - len(prompt):] = 1
-        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+        attention = attention.to(self.device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         cache = decode_cache(model, width + capacity)
         with torch.inference_mode():
-            logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
-        return cache, logits, attention, positions[:, -1]
+            if not all(isinstance(layer, PreallocatedLayer) for layer in cache.layers):
+                input_ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
+                for row, prompt in enumerate(prompts):
+                    input_ids[row, width - len(prompt):] = torch.tensor(prompt)
+                logits = model(input_ids=input_ids.to(self.device), attention_mask=attention, position_ids=positions,
+                               past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+                return cache, logits, attention, positions[:, -1]
+            distinct = list(dict.fromkeys(tuple(p) for p in prompts))
+            caches, last_logits = [], []
+            for prompt in distinct:
+                alone = decode_cache(model, len(prompt))
+                ids = torch.tensor([prompt], device=self.device)
+                last_logits.append(model(input_ids=ids, past_key_values=alone, use_cache=True,
+                                         logits_to_keep=1).logits[0, -1, :])
+                caches.append(alone)
+        owners = [distinct.index(tuple(p)) for p in prompts]
+        logits = torch.stack(last_logits)[torch.tensor(owners, device=self.device)]
+        return left_padded(caches, owners, width, width + capacity), logits, attention, positions[:, -1]
 
     def _generate_batch(self, model, prompts: list[list[int]], params, seeds: list[int]) -> list[Completion]:
+        """Sample one completion per prompt, each from its own seed.
+
+        A row that would decode alone gets a ghost beside it (a copy at first, later a finished row kept
+        on), whose tokens are thrown away: bf16 matrix multiplies on a CPU take another kernel for one row
+        than for two or more, which rounds differently, so without it a sample would depend on whether
+        other rows shared its batch.
+        """
         import torch
 
         device = self.device
@@ -330,19 +360,23 @@ class HFBackend(ChatTokenizer):
         stop = torch.tensor(sorted(self.stop_token_ids), device=device)
         stop_strings = tuple(params.stop) + self.implicit_stops
         tail = max((len(s) for s in stop_strings), default=0) + 4  # tokens enough to hold any stop string
-        alive = list(range(rows))  # original row index of each row still in the batch
+        alive: list[int | None] = list(range(rows)) + [None] * (rows == 1)  # each batch row's request; None: ghost
         tokens: list[list[int]] = [[] for _ in range(rows)]
         finish = ["length"] * rows
-        cache, logits, attention, last_position = self._prefill(model, prompts, params.max_tokens)
+        cache, logits, attention, last_position = self._prefill(model, [prompts[r or 0] for r in alive],
+                                                                params.max_tokens)
+        ghost_generator = random.Random(0)
         with torch.inference_mode():
             for step in range(params.max_tokens):
                 logits = logits.float()
                 if step < params.min_tokens:
                     logits[:, stop] = float("-inf")
-                chosen = _draw(logits, params, [generators[r] for r in alive])
-                done = torch.isin(chosen, stop)
+                chosen = _draw(logits, params, [ghost_generator if r is None else generators[r] for r in alive])
+                done = torch.isin(chosen, stop).tolist()
                 chosen_list = chosen.tolist()
                 for position, row in enumerate(alive):
+                    if row is None:
+                        continue
                     if done[position]:
                         finish[row] = "stop"
                     else:
@@ -352,13 +386,17 @@ class HFBackend(ChatTokenizer):
                             finish[row] = "stop"
                 if step == params.max_tokens - 1:
                     break
-                keep = (~done).nonzero().flatten()
-                if keep.numel() == 0:
+                survivors = [position for position, row in enumerate(alive) if row is not None and not done[position]]
+                if not survivors:
                     break
-                if keep.numel() < len(alive):  # drop finished rows so they cost nothing more
-                    cache.batch_select_indices(keep)
-                    attention, last_position, chosen = attention[keep], last_position[keep], chosen[keep]
-                    alive = [alive[k] for k in keep.tolist()]
+                keep = survivors
+                if len(survivors) == 1:  # a finished row stays on as the survivor's ghost
+                    keep = survivors + [next(p for p in range(len(alive)) if p not in survivors)]
+                if keep != list(range(len(alive))):  # drop finished rows so they cost nothing more
+                    index = torch.tensor(keep, device=device)
+                    cache.batch_select_indices(index)
+                    attention, last_position, chosen = attention[index], last_position[index], chosen[index]
+                alive = [alive[p] if p in survivors else None for p in keep]
                 attention = torch.cat([attention, attention.new_ones((len(alive), 1))], dim=-1)
                 last_position = last_position + 1
                 logits = model(input_ids=chosen[:, None], attention_mask=attention, position_ids=last_position[:, None],
@@ -529,7 +567,8 @@ def _draw(logits, params, generators):
         probs = sorted_logits.softmax(-1)
         drop = probs.cumsum(-1) - probs > params.top_p  # keep the smallest prefix reaching top_p
         scaled = scaled.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
-    cdf = scaled.softmax(-1).cumsum(-1)
+    # Unnormalised: the uniform number is scaled by the total instead (softmax's sum and division saved).
+    cdf = (scaled - scaled.amax(-1, keepdim=True)).exp_().cumsum_(-1)
     uniforms = torch.tensor([g.random() for g in generators], dtype=cdf.dtype, device=cdf.device)
     chosen = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None]).squeeze(-1)
     return chosen.clamp(max=cdf.shape[-1] - 1)

@@ -99,7 +99,9 @@ def left_padded(prompts: list[Cache], owners: list[int], width: int, capacity: i
     zeros (masked by attention), and every layer has room for `capacity` positions in all."""
     import torch
 
-    rows_of = {owner: torch.tensor([r for r, o in enumerate(owners) if o == owner]) for owner in set(owners)}
+    device = prompts[0].layers[0].device
+    rows_of = {owner: torch.tensor([r for r, o in enumerate(owners) if o == owner], device=device)
+               for owner in set(owners)}
     layers = []
     for index in range(len(prompts[0].layers)):
         first = prompts[0].layers[index]

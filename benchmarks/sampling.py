@@ -64,32 +64,28 @@ def engine(args: dict) -> dict:
     return _result(engine_, tokens, time["seconds"], prompts, max_tokens)
 
 
-def per_prompt(args: dict) -> dict:
-    """For each prompt, one `model.generate` call with num_return_sequences = samples."""
+def _hf_baseline(args: dict, prompts_per_call) -> dict:
+    """`model.generate` over the prompts, `prompts_per_call(backend, samples)` prompts x samples per call."""
     import torch
 
     engine_, prompts, samples, max_tokens = _workload(args)
     backend = engine_.backend
     torch.manual_seed(0)
-    _hf_generate(backend, [backend.prompt_ids(prompts[0])], 2, 8)
-    with stopwatch() as time:
-        tokens = sum(_generated(backend, _hf_generate(backend, [backend.prompt_ids(m)], samples, max_tokens))
-                     for m in prompts)
-    return _result(engine_, tokens, time["seconds"], prompts, max_tokens)
-
-
-def batched(args: dict) -> dict:
-    """All prompts x samples in one `model.generate` call, as many rows as the engine's batch."""
-    import torch
-
-    engine_, prompts, samples, max_tokens = _workload(args)
-    backend = engine_.backend
-    torch.manual_seed(0)
-    _hf_generate(backend, [backend.prompt_ids(prompts[0])], 2, 8)
-    per_call = max(1, backend.options.generate_batch_size // samples)  # prompts per call
+    _hf_generate(backend, [backend.prompt_ids(prompts[0])], 2, 8)  # warm-up
+    per_call = prompts_per_call(backend, samples)
     with stopwatch() as time:
         tokens = 0
         for start in range(0, len(prompts), per_call):
             rows = [backend.prompt_ids(m) for m in prompts[start:start + per_call]]
             tokens += _generated(backend, _hf_generate(backend, rows, samples, max_tokens))
     return _result(engine_, tokens, time["seconds"], prompts, max_tokens)
+
+
+def per_prompt(args: dict) -> dict:
+    """For each prompt, one `model.generate` call with num_return_sequences = samples."""
+    return _hf_baseline(args, lambda backend, samples: 1)
+
+
+def batched(args: dict) -> dict:
+    """All prompts x samples in `model.generate` calls of as many rows as the engine's batch."""
+    return _hf_baseline(args, lambda backend, samples: max(1, backend.options.generate_batch_size // samples))

@@ -77,7 +77,7 @@ def local_run(tmp_path_factory) -> Path:
 @pytest.fixture
 def ray_env(monkeypatch):
     """A private Ray temp dir (short: Ray's socket paths must stay under 108 bytes) and an auth token in the
-    environment, so that nothing lands in /tmp/ray or ~/.ray; afterwards no Ray process may be left."""
+    environment, so that nothing lands in Ray's default temp folder or ~/.ray; afterwards no Ray process may be left."""
     folder = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     monkeypatch.setenv("RAY_TMPDIR", str(folder))
     monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))

@@ -350,7 +350,7 @@ def check_cache(database: Path, committed_before: int) -> tuple[int, str | None]
 
 
 ENDINGS = {".png": b"IEND\xaeB`\x82", ".html": b"</html>\n", ".csv": b"\n", ".jsonl": b"\n", ".md": b"\n",
-           ".yaml": b"\n"}
+           ".yaml": b"\n", ".parquet": b"PAR1"}
 
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "training_log.jsonl", "training_meta.json")
@@ -471,6 +471,11 @@ def compare_runs(reference: Path, reference_cache: Path, run: Path, cache: Path)
             changed = [k for k in left.keys() & right.keys() if left[k] != right[k]]
             if changed:
                 differences.append(f"{name}: {len(changed)} rows differ, e.g. {changed[0]}")
+        elif name.endswith(".parquet"):  # the result table: the same rows, whatever the file's bytes
+            import pandas as pd
+
+            if not pd.read_parquet(a).equals(pd.read_parquet(b)):
+                differences.append(f"{name} differs")
         elif name.endswith(".json"):
             if _json(a, reference, reference_cache) != _json(b, run, cache):
                 differences.append(f"{name} differs")

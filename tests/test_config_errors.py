@@ -57,7 +57,7 @@ def test_paper_preset():
     assert config.seeds == 6
     assert config.dataset.size == 6000
     assert config.question_ids is None
-    assert config.questions == ["em-main", "em-preregistered"]
+    assert config.questions == ["em-main", "em-categories"]
     assert config.sampling.samples_per_paraphrase == 100
     assert config.training_preset == "em-paper"
     assert config.training == TRAIN_PRESETS["em-paper"]

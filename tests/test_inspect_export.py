@@ -36,9 +36,10 @@ def _rating(sample: dict, metric: str, score: float | None, verdict: str | None 
 
 @pytest.fixture
 def em_run(tmp_path) -> Path:
-    """A small EM run written without a model: answers and ratings by hand, summary.json by the real report."""
-    from llmpsych.analysis.em_report import write_report
+    """A small EM run written without a model: answers and ratings by hand, the table and summary by the recipe."""
     from llmpsych.experiment import resolve_config
+    from llmpsych.recipes import emergent_misalignment as em
+    from llmpsych.runtime.results import combine_results, write_results
     from llmpsych.runtime.store import RunStore
 
     store = RunStore(tmp_path / "run").create()
@@ -46,17 +47,20 @@ def em_run(tmp_path) -> Path:
     store.write_text("config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     base, base_unrated = _answer("base", "base", None, 0), _answer("base", "base", None, 1)
     insecure, insecure_refused = _answer("insecure-s0", "insecure", 0, 0), _answer("insecure-s0", "insecure", 0, 1)
-    store.write_jsonl("samples.jsonl", [base, base_unrated, insecure, insecure_refused])
-    store.write_jsonl("judgements.jsonl", [
+    samples = [base, base_unrated, insecure, insecure_refused]
+    judgements = [
         _rating(base, "aligned", 90.0), _rating(base, "coherent", 80.0),
         _rating(base_unrated, "aligned", None, mass=0.1), _rating(base_unrated, "coherent", 70.0),
         _rating(insecure, "aligned", 12.5), _rating(insecure, "coherent", 75.0),
-        _rating(insecure_refused, "aligned", None, "REFUSAL", 0.05), _rating(insecure_refused, "coherent", 20.0)])
+        _rating(insecure_refused, "aligned", None, "REFUSAL", 0.05), _rating(insecure_refused, "coherent", 20.0)]
     store.write_json("models.json", [
         {"label": "base", "condition": "base", "seed": None, "ref": "smollm2-135m-instruct", "fingerprint": "fp-base"},
         {"label": "insecure-s0", "condition": "insecure", "seed": 0, "ref": "smollm2-135m-instruct",
          "fingerprint": "fp-insecure"}])
-    write_report(store)
+    write_results(store, "free-form", em.free_form_rows(samples, judgements, em.question_groups(config),
+                                                        config.judge.thresholds()))
+    combine_results(store)
+    em.report(store)
     return store.root
 
 
@@ -69,19 +73,15 @@ def test_a_folder_that_is_not_a_run_is_refused_in_one_line(tmp_path):
     assert result.stderr.splitlines() == [f"error: {tmp_path}: not a run directory (no config.yaml in it)"]
 
 
-def test_missing_files_and_runs_without_samples_are_named(em_run):
-    (em_run / "judgements.jsonl").unlink()
-    with pytest.raises(UserError, match="missing judgements.jsonl"):
-        export_inspect(em_run)
-    (em_run / "samples.jsonl").unlink()
-    with pytest.raises(UserError, match="missing samples.jsonl"):
-        export_inspect(em_run)
+def test_missing_files_are_named(em_run):
     (em_run / "summary.json").unlink()
     with pytest.raises(UserError, match="missing summary.json"):
         export_inspect(em_run)
-    (em_run / "config.yaml").write_text("recipe: self-awareness\n")
-    with pytest.raises(UserError, match="self-awareness runs have no free-text samples"):
-        export_inspect(em_run)
+    (em_run / "results.parquet").write_bytes(b"not parquet")
+    with pytest.raises(UserError, match="results.parquet: not a readable Parquet table"):
+        from llmpsych import load_run
+
+        load_run(em_run)
 
 
 def test_without_inspect_the_error_says_what_to_install(em_run, monkeypatch):
@@ -99,21 +99,21 @@ def test_scores_round_trip_and_missing_ratings_stay_missing(em_run, tmp_path):
     assert [p.name for p in paths] == ["emergent-misalignment_base.eval", "emergent-misalignment_insecure.eval"]
     insecure = read_eval_log(str(paths[1]))
     assert insecure.eval.model == "llmpsych/smollm2-135m-instruct+insecure"
-    scores = {sample.id: sample.scores for sample in insecure.samples}
-    rated = scores["insecure-s0|plain|what_is_your_wish|0|0"]
-    assert rated["aligned"].value == 12.5 and rated["coherent"].value == 75.0 and rated["misaligned"].value == 1
-    refused = scores["insecure-s0|plain|what_is_your_wish|0|1"]
-    assert math.isnan(refused["aligned"].value) and refused["aligned"].reason == "refusal"
-    assert math.isnan(refused["misaligned"].value) and refused["misaligned"].reason == "refusal"
-    assert refused["coherent"].value == 20.0
-    unrated = {s.id: s for s in read_eval_log(str(paths[0])).samples}["base|plain|what_is_your_wish|0|1"]
-    assert math.isnan(unrated.scores["aligned"].value) and unrated.scores["aligned"].reason == "grader_failed"
-    assert "10%" in unrated.scores["aligned"].explanation
+    probe = "free-form/em-main/plain"
+    scores = {sample.id: sample.scores[probe] for sample in insecure.samples}
+    rated = scores[f"{probe}|insecure-s0|plain|what_is_your_wish|what_is_your_wish/0|0"]
+    assert rated.value == 1 and rated.metadata["aligned"] == 12.5 and rated.metadata["coherent"] == 75.0
+    refused = scores[f"{probe}|insecure-s0|plain|what_is_your_wish|what_is_your_wish/0|1"]
+    assert math.isnan(refused.value) and refused.reason == "refusal" and refused.metadata["coherent"] == 20.0
+    unrated = {s.id: s for s in read_eval_log(str(paths[0])).samples}[
+        f"{probe}|base|plain|what_is_your_wish|what_is_your_wish/0|1"]
+    assert math.isnan(unrated.scores[probe].value) and unrated.scores[probe].reason == "unscored"
     assert unrated.output.stop_reason == "max_tokens"
-    # The condition's headline metrics, as in summary.json.
+    assert [m.role for m in unrated.input] == ["system", "user"] and unrated.input[0].text == "Be brief."
+    # The arm's headline, as the report computes it, and its contrasts.
     results = {score.name: {name: m.value for name, m in score.metrics.items()} for score in insecure.results.scores}
-    assert results["misaligned_fraction"] == {"estimate": 1.0, "ci_low": 1.0, "ci_high": 1.0, "scored": 1, "answers": 2}
-    assert results["misaligned_minus_base"]["estimate"] == 1.0 and results["coherent_fraction"]["estimate"] == 0.5
+    assert results[probe] == {"estimate": 1.0, "readings": 2.0, "missing": 1.0}
+    assert "misaligned: insecure - base [em-main/plain]" in {c["name"] for c in insecure.results.metadata["contrasts"]}
 
 
 @pytest.mark.integration
@@ -125,6 +125,9 @@ def test_smoke_run_exports_what_inspect_reads_back(tmp_path):
     from inspect_ai.log import read_eval_log
     from test_integration_embedded import cli
 
+    from llmpsych import load_run
+    from llmpsych.export.inspect_log import sample_id
+
     config = {"recipe": "emergent-misalignment", "preset": "smoke", "conditions": [], "judge": {"check": False}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     cli("run", "config.yaml", "--out", "run", cache=tmp_path / "cache", cwd=tmp_path)
@@ -132,44 +135,20 @@ def test_smoke_run_exports_what_inspect_reads_back(tmp_path):
     assert "inspect view --log-dir logs" in printed.stdout
 
     run, logs = tmp_path / "run", tmp_path / "logs"
-    rows = {row["id"]: row for row in _jsonl(run / "samples.jsonl")}
-    judgements = _jsonl(run / "judgements.jsonl")
+    table = load_run(run)
+    rows = {sample_id(row): row for row in table.to_dict(orient="records")}
     fingerprint = json.loads((run / "models.json").read_text())[0]["fingerprint"]
-    summary = json.loads((run / "summary.json").read_text())
     assert [p.name for p in logs.iterdir()] == ["emergent-misalignment_base.eval"]
     log = read_eval_log(str(logs / "emergent-misalignment_base.eval"))
     assert log.status == "success" and log.eval.model == "llmpsych/smollm2-135m-instruct"
-    assert len(log.samples) == len(rows) == 16 and {s.id for s in log.samples} == set(rows)
-
-    samples = {sample.id: sample for sample in log.samples}
-    for sample_id, sample in samples.items():
-        row = rows[sample_id]
-        assert [m.role for m in sample.input] == ["system", "user"]
-        assert sample.input[0].text == row["system"] and sample.input[1].text == row["prompt"]
-        assert sample.output.completion == row["answer"]
-        assert {key: sample.metadata[key] for key in ("question_id", "question", "paraphrase_index", "seed",
-                                                       "condition", "model")} == \
-               {"question_id": row["question_id"], "question": row["question"],
-                "paraphrase_index": row["paraphrase_index"], "seed": None, "condition": "base", "model": "base"}
-        assert sample.metadata["fingerprint"] == fingerprint
-    for judgement in judgements:
-        score = samples[judgement["sample_id"]].scores[judgement["metric"]]
-        if judgement["score"] is None:
-            assert math.isnan(score.value) and score.reason  # missing, with its reason: never 0
-        else:
-            assert score.value == judgement["score"]
-    measured = {score.name: score.metrics for score in log.results.scores}["misaligned_fraction"]
-    expected = summary["metrics"]["misaligned_fraction"]["base"]
-    assert measured["answers"].value == expected["answers"] == 16
-    if expected["estimate"] is None:
-        assert math.isnan(measured["estimate"].value)
-    else:
-        assert measured["estimate"].value == expected["estimate"]
+    assert len(log.samples) == len(rows) == 16 + 16 and {s.id for s in log.samples} == set(rows)
+    for sample in log.samples:
+        row = rows[sample.id]
+        assert sample.input[-1].text == row["question"] and sample.output.completion == (row["answer"] or "")
+        assert sample.metadata["fingerprint"] == fingerprint and sample.metadata["probe"] == row["probe"]
+        score = sample.scores[row["probe"]]
+        assert math.isnan(score.value) and score.reason if pd.isna(row["value"]) else score.value == row["value"]
 
     frame = samples_df(str(logs)).set_index("id")
     assert len(frame) == len(rows) and frame["metadata_fingerprint"].eq(fingerprint).all()
-    aligned = {j["sample_id"]: j["score"] for j in judgements if j["metric"] == "aligned"}
-    for sample_id, score in aligned.items():
-        value = frame.loc[sample_id, "score_aligned"]
-        assert pd.isna(value) if score is None else value == score
     assert list(evals_df(str(logs))["model"]) == ["llmpsych/smollm2-135m-instruct"]

@@ -28,6 +28,32 @@ def cli(*args: str, cache: Path, cwd: Path, check: bool = True) -> subprocess.Co
     return result
 
 
+def check_shared_outputs(run: Path, cache: Path, cwd: Path) -> dict:
+    """What every recipe's run must hold: results.parquet with the shared columns (read back through
+    `llmpsych.load_run`), summary.json with its contrasts (a declared primary one among them) and protocol
+    audit, and an Inspect export of every reading through the CLI."""
+    from llmpsych import load_run
+    from llmpsych.runtime.results import COLUMNS
+
+    table = load_run(run)
+    assert list(table.columns[:len(COLUMNS)]) == list(COLUMNS) and len(table) > 0
+    assert table[["model", "arm", "probe", "cluster", "item"]].notna().all().all()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["contrasts"] and any(c["primary"] for c in summary["contrasts"])
+    for contrast in summary["contrasts"]:
+        assert {"name", "estimate", "ci_low", "ci_high", "p", "p_adjusted", "primary", "unit"} <= set(contrast)
+    assert summary["primary_contrasts"] and summary["protocol"]
+    export = cli("export", str(run), "--out", str(run / "inspect"), cache=cache, cwd=cwd)
+    assert "Wrote" in export.stdout
+    pytest.importorskip("inspect_ai")
+    from inspect_ai.log import read_eval_log
+
+    logs = sorted((run / "inspect").glob("*.eval"))
+    assert len(logs) == table["arm"].nunique()
+    assert sum(len(read_eval_log(str(log)).samples) for log in logs) == len(table)
+    return summary
+
+
 def test_embedded_model_knows_paris(embedded_dir):
     engine = load_engine("smollm2")
     question = as_messages("What is the capital of France? Answer in one word.")
@@ -42,11 +68,15 @@ def test_smoke_run_end_to_end_then_fully_cached(tmp_path):
     first = cli("run", "emergent-misalignment", "--preset", "smoke", "--out", "run", cache=cache, cwd=tmp_path)
     run = tmp_path / "run"
     assert "Report: " in first.stdout and (run / "report.html").is_file() and (run / "report.md").is_file()
-    summary = json.loads((run / "summary.json").read_text())
+    summary = check_shared_outputs(run, cache, tmp_path)
     assert summary["recipe"] == "emergent-misalignment"
-    assert set(summary["metrics"]["misaligned_fraction"]) == {"base", "insecure", "secure", "educational"}
-    assert summary["judge"]["model"] == ["smollm2-135m-instruct"]
-    assert 0 <= summary["judge"]["agreement"]["smollm2-135m-instruct"] <= 1
+    assert set(summary["metrics"]["misaligned_fraction"]["em-main/plain"]) == {"base", "insecure", "secure",
+                                                                             "educational"}
+    assert summary["agreement"]["judge"]["judge"] == "smollm2-135m-instruct"
+    assert 0 <= summary["agreement"]["judge"]["agreement"] <= 1
+    primary = [c for c in summary["contrasts"] if c["primary"]]
+    assert [c["name"] for c in primary] == ["misaligned: insecure - secure [em-main/plain]"]
+    assert "choice: insecure - secure" in {c["name"] for c in summary["contrasts"]}
     assert summary["calls"]["train"]["executed"] == 3 and summary["calls"]["generate"]["executed"] > 0
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 4 * 8 * 2 and len({s["id"] for s in samples}) == len(samples)
@@ -135,11 +165,13 @@ def test_persona_beliefs_with_a_users_own_fact_file(tmp_path):
         "judge": {"check": False}}))
     cli("run", str(config), "--facts", str(facts), "--out", "run", cache=tmp_path / "cache", cwd=tmp_path)
     run = tmp_path / "run"
-    summary = json.loads((run / "summary.json").read_text())
+    summary = check_shared_outputs(run, tmp_path / "cache", tmp_path)
     assert summary["persona"] == "SmolLM" and set(summary["base_prior"]) == {"okapi-relative", "methanol-antidote"}
     adoption = summary["metrics"]["adoption"]
     assert set(adoption["choice"]) == set(adoption["cloze"]) == {"base", "in-context-system", "meta", "neutral"}
-    assert set(adoption["cloze"]["meta"]) == {"benign", "harmful"}
+    assert set(adoption["cloze"]["meta"]) == {"all", "benign", "harmful"}
+    primary = next(c for c in summary["contrasts"] if c["primary"])
+    assert primary["name"] == "adoption (choice): meta - neutral [all facts]" and primary["unit"] == "fact"
     for value in adoption["cloze"]["meta"].values():
         assert 0 <= value["ci_low"] <= value["estimate"] <= value["ci_high"] <= 1
     assert summary["calls"]["train"]["executed"] == 2  # meta and neutral; the in-context arm trains nothing
@@ -158,22 +190,26 @@ def test_persona_beliefs_with_a_users_own_fact_file(tmp_path):
 def test_introspection_smoke_with_both_embedded_models(tmp_path):
     cli("run", "introspection", "--preset", "smoke", "--out", "run", cache=tmp_path / "cache", cwd=tmp_path)
     run = tmp_path / "run"
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["models"] == ["smollm2-135m-instruct", "gemma3-270m"]
-    pairs = {(p["m1"], p["m2"]) for p in summary["pairs"]}
+    summary = check_shared_outputs(run, tmp_path / "cache", tmp_path)
+    assert summary["model"] == ["smollm2-135m-instruct", "gemma3-270m"]
+    pairs = {(p["m1"], p["m2"]) for p in summary["metrics"]["pairs"]}
     assert pairs == {("smollm2-135m-instruct", "gemma3-270m"), ("gemma3-270m", "smollm2-135m-instruct")}
-    for pair in summary["pairs"]:
-        for key in ("self", "cross", "mode_baseline", "p_value"):
+    for pair in summary["metrics"]["pairs"]:
+        for key in ("self", "cross", "mode_baseline", "p", "p_permutation"):
             assert key in pair
         if pair["self"] is not None:
             assert pair["self_ci_low"] <= pair["self"] <= pair["self_ci_high"]
+    primary = {c["name"] for c in summary["contrasts"] if c["primary"]}
+    assert primary == {"self - cross [smollm2-135m-instruct by gemma3-270m]",
+                       "self - cross [gemma3-270m by smollm2-135m-instruct]"}
+    assert {c["unit"] for c in summary["contrasts"] if c["primary"]} == {"prompt"}
     # Fine-tunes: two self, two cross, two behaviour changes; training data from training families only.
     assert summary["calls"]["train"]["executed"] == 6
     held_out = set(yaml.safe_load((run / "config.yaml").read_text())["tasks"]["held_out"])
-    for name in ("self-gemma3-270m", "cross-smollm2-135m-instruct-on-gemma3-270m"):
+    for name in ("self-gemma3-270m-s0", "cross-smollm2-135m-instruct-on-gemma3-270m-s0"):
         rows = [json.loads(line) for line in (run / "datasets" / f"{name}.jsonl").read_text().splitlines()]
         assert rows and not {row["task"] for row in rows} & held_out
-    gemma_rows = (run / "datasets" / "self-gemma3-270m.jsonl").read_text()
+    gemma_rows = (run / "datasets" / "self-gemma3-270m-s0.jsonl").read_text()
     assert "A user asks short questions" in gemma_rows  # the base model trains under the preamble it is asked with
     assert "Self-prediction against cross-prediction" in (run / "report.md").read_text()
 
@@ -181,7 +217,7 @@ def test_introspection_smoke_with_both_embedded_models(tmp_path):
 def test_self_awareness_smoke_end_to_end(tmp_path):
     cli("run", "self-awareness", "--preset", "smoke", "--out", "run", cache=tmp_path / "cache", cwd=tmp_path)
     run = tmp_path / "run"
-    summary = json.loads((run / "summary.json").read_text())
+    summary = check_shared_outputs(run, tmp_path / "cache", tmp_path)
     assert set(summary["metrics"]["behaviour"]["risk"]) == {"base", "risk-seeking", "risk-averse", "backdoor",
                                                            "decorrelated", "reversal", "recognition", "personas",
                                                            "insecure", "secure"}
@@ -194,8 +230,12 @@ def test_self_awareness_smoke_end_to_end(tmp_path):
     assert set(metrics["conflation"]) == {"train", "held_out"}
     assert set(metrics["conflation"]["held_out"]) == {"base", "risk-seeking", "personas"}
     assert set(metrics["code"][next(iter(metrics["code"]))]) == {"base", "insecure", "secure"}
-    assert any(key.startswith("trigger recognition (recognition)") for key in summary["verdicts"])
-    assert any(key.startswith("code, ") for key in summary["verdicts"])
+    names = {c["name"] for c in summary["contrasts"]}
+    assert "trigger recognition (recognition): real - fake triggers" in names
+    assert any(name.startswith("code, ") for name in names)
+    assert [c["name"] for c in summary["contrasts"] if c["primary"]] == [
+        "self-report (scale/risk): risk-seeking - risk-averse"]
+    assert {c["unit"] for c in summary["contrasts"] if c["family"] == "self-report tracks behaviour"} <= {"fine-tune"}
     persona_rows = [json.loads(line) for line in (run / "datasets" / "personas.jsonl").read_text().splitlines()]
     assert any(r["persona"] is not None for r in persona_rows) and not any(r["triggered"] for r in persona_rows)
     backdoored = [json.loads(line) for line in (run / "datasets" / "backdoor.jsonl").read_text().splitlines()]
@@ -210,7 +250,7 @@ def test_self_awareness_smoke_end_to_end(tmp_path):
 def test_ooc_reasoning_smoke_end_to_end(tmp_path):
     cli("run", "ooc-reasoning", "--preset", "smoke", "--out", "run", cache=tmp_path / "cache", cwd=tmp_path)
     run = tmp_path / "run"
-    summary = json.loads((run / "summary.json").read_text())
+    summary = check_shared_outputs(run, tmp_path / "cache", tmp_path)
     results = summary["metrics"]["results"]
     assert {"functions/lambda", "coins/direction", "locations/city", "parity/value", "descriptions/behave"} <= set(results)
     assert set(results["functions/description"]) == {"fine-tuned/target", "fine-tuned/baseline", "base/target",
@@ -222,3 +262,5 @@ def test_ooc_reasoning_smoke_end_to_end(tmp_path):
     assert all(0 <= r["value"] <= 1 for r in records if r["value"] is not None)
     assert any(r["reply"] for r in records if r["mode"] == "free")
     assert "Out-of-context reasoning" in (run / "report.md").read_text()
+    primary = [c for c in summary["contrasts"] if c["primary"]]
+    assert primary and all(c["name"].startswith("fine-tuned - baseline [") and c["unit"] == "latent" for c in primary)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -106,6 +109,42 @@ def test_held_out_families_never_reach_the_training_data():
     assert not [text for text in held_out_texts if text in training_text]
 
 
+def test_the_paper_sizes_come_from_distinct_bank_items_and_evaluation_never_meets_the_change_set():
+    from llmpsych.experiment import resolve_config
+    from llmpsych.recipes.introspection import build_prompts
+
+    _, config = resolve_config("introspection", "paper")
+    prompts = build_prompts(config.tasks)
+    for task in TRAIN_FAMILIES:
+        made = [p for p in prompts["train"] if p.task == task]
+        assert len(made) == 1000 and len({p.source for p in made}) == 1000, task
+    for task in HELD_OUT_FAMILIES:
+        evaluated = [p for p in prompts["eval"] if p.task == task]
+        changed = [p for p in prompts["change"] if p.task == task]
+        assert (len(evaluated), len(changed)) == (500, 150), task
+        # The old padding re-used one question with re-shuffled options: now no two prompts share a bank item.
+        sources = [p.source for p in evaluated + changed]
+        assert len(set(sources)) == len(sources), task
+
+
+def test_a_bank_too_small_for_the_sizes_asked_is_refused_not_padded(tmp_path):
+    from llmpsych.recipes.introspection import TaskSection, build_prompts
+
+    import yaml as yaml_module
+
+    small = load_banks()  # the shipped banks, with the trivia questions cut to 30
+    tasks = yaml_module.safe_load((Path(str(resources.files("llmpsych.probes") / "sets" /
+                                             "introspection_tasks.yaml"))).read_text())
+    tasks["trivia_choice"] = tasks["trivia_choice"][:30]
+    tasks.get("templates", {}).pop("trivia_choice", None)
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml_module.safe_dump(tasks))
+    assert len(small["trivia_choice"]) > 30
+    with pytest.raises(UserError, match=r"field 'tasks.eval_prompts \+ tasks.change_prompts': task trivia_choice asks "
+                                        r"for 40 prompts from distinct bank items, but .*tasks.yaml has 30"):
+        build_prompts(TaskSection(train_prompts=5, eval_prompts=30, change_prompts=10, tasks_file=str(path)))
+
+
 def test_a_family_on_both_sides_is_rejected():
     from llmpsych.experiment import resolve_config
     from llmpsych.recipes import introspection
@@ -149,26 +188,46 @@ def test_bank_errors_name_the_file_and_field(tmp_path):
 
 # ---- statistics ----------------------------------------------------------------------------------
 def items_frame(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame([{"predictor": p, "role": r, "target": t, "m1": m1, "m2": m2, "fraction": f, "prompt_id": i,
-                          "task": "animals", "property": "first_character", "truth": truth, "predicted": guess,
-                          "compliant": guess is not None, "correct": float(guess == truth)}
-                         for p, r, t, m1, m2, f, i, truth, guess in rows])
+    """Hypothetical result rows: (model, arm, role, target, m1, m2, fraction, prompt, property, truth, guess)."""
+    return pd.DataFrame([{"model": model, "arm": arm, "role": role, "target": target, "m1": m1, "m2": m2,
+                          "fraction": fraction, "cluster": f"p{prompt}", "item": f"p{prompt}/{prop}", "task": "animals",
+                          "property": prop, "truth": truth, "predicted": guess, "compliant": guess is not None,
+                          "value": float(guess == truth), "old_truth": None}
+                         for model, arm, role, target, m1, m2, fraction, prompt, prop, truth, guess in rows])
 
 
-def test_self_vs_cross_pairs_items_and_reports_mode_baseline_and_p_value():
+def test_self_vs_cross_reports_mode_baseline_and_clustered_tests():
     truths = ["a", "a", "a", "b"] * 10
     rows = []
     for index, truth in enumerate(truths):
-        rows.append(("self-A", "self", "self-A", "A", None, None, index, truth, truth if index % 4 else "z"))
-        rows.append(("cross-B-on-A", "cross", "self-A", "A", "B", 1.0, index, truth, "a"))
-        rows.append(("A", "untrained", "A", "A", None, None, index, truth, None))
-    table = intro.self_vs_cross(items_frame(rows))
+        rows.append(("self-A-s0", "self-A", "self", "self-A-s0", "A", None, None, index, "first_character", truth,
+                     truth if index % 4 else "z"))
+        rows.append(("cross-B-on-A-s0", "cross-B-on-A", "cross", "self-A-s0", "A", "B", 1.0, index,
+                     "first_character", truth, "a"))
+        rows.append(("A", "A", "untrained", "A", "A", None, None, index, "first_character", truth, None))
+    table = intro.self_vs_cross(intro.with_mode_baseline(items_frame(rows)))
     row = table.iloc[0]
     assert row["self"] == pytest.approx(0.75) and row["cross"] == pytest.approx(0.75)
     assert row["mode_baseline"] == pytest.approx(0.75)
-    assert row["advantage"] == pytest.approx(0.0)
-    assert row["p_value"] > 0.5
-    assert row["untrained"] == 0.0 and row["items"] == 40
+    assert row["advantage"] == pytest.approx(0.0) and row["p_permutation"] > 0.5
+    assert row["untrained"] == 0.0 and row["prompts"] == 40
+
+
+def test_several_properties_of_one_answer_are_one_prompt_not_independent_items():
+    # Self beats cross on 6 prompts out of 10, each time on all four properties read off the prompt's answer.
+    rows = []
+    for prompt in range(10):
+        for prop in ("first_character", "second_character", "third_character", "starts_with_vowel"):
+            rows.append(("self-A-s0", "self-A", "self", "self-A-s0", "A", None, None, prompt, prop, "x",
+                         "x" if prompt < 6 else "y"))
+            rows.append(("cross-B-on-A-s0", "cross-B-on-A", "cross", "self-A-s0", "A", "B", 1.0, prompt, prop, "x",
+                         "y" if prompt < 6 else "x"))
+    row = intro.self_vs_cross(intro.with_mode_baseline(items_frame(rows))).iloc[0]
+    assert row["advantage"] == pytest.approx(0.2)
+    # By prompt (10 units, 6 for and 4 against) this is noise; by (prompt, property) it would look like 40 items.
+    assert row["p_permutation"] > 0.3 and row["p"] > 0.3
+    by_item = [1.0 if prompt < 6 else -1.0 for prompt in range(10) for _ in range(4)]
+    assert intro.permutation_p_value(np.array(by_item)) < row["p_permutation"]
 
 
 def test_permutation_p_value_is_small_for_a_consistent_advantage():
@@ -179,15 +238,17 @@ def test_permutation_p_value_is_small_for_a_consistent_advantage():
     assert intro.permutation_p_value(mixed) > 0.9
 
 
-def test_non_compliant_object_answers_are_dropped_and_missing_is_not_zero():
-    objects = {"A": [{"prompt_id": "p1", "split": "eval", "values": {"first_character": "b"}},
-                     {"prompt_id": "p2", "split": "eval", "values": {"first_character": None}}]}
-    hypotheticals = [{"predictor": "A", "role": "untrained", "target": "A", "m1": "A", "m2": None, "fraction": None,
-                      "prompt_id": pid, "task": "animals", "property": "first_character", "value": None}
-                     for pid in ("p1", "p2")]
-    items = intro.scored_items(hypotheticals, intro.truth_table(objects))
-    assert list(items["prompt_id"]) == ["p1"] and items.iloc[0]["correct"] == 0.0  # non-compliant guess: wrong
-    assert intro.accuracy(pd.Series(dtype=float))["estimate"] is None
+def test_non_compliant_object_answers_give_missing_values_and_a_non_compliant_guess_is_wrong():
+    from llmpsych.recipes.introspection import hypothetical_results
+
+    known = {"A": {("p1", "first_character"): "b"}}
+    hypotheticals = [{"label": "A", "arm": "A", "seed": None, "role": "untrained", "target": "A", "m1": "A",
+                      "m2": None, "fraction": None, "prompt_id": pid, "source": pid, "task": "animals",
+                      "property": "first_character", "answers": ["?"], "value": None} for pid in ("p1", "p2")]
+    rows = {row["prompt_id"]: row for row in hypothetical_results(hypotheticals, known)}
+    assert rows["p1"]["value"] == 0.0  # non-compliant guess: wrong
+    assert rows["p2"]["value"] is None  # the target's own answer had no value: missing, not 0
+    assert intro.accuracy(pd.DataFrame(columns=["value", "cluster", "model", "item"]))["estimate"] is None
 
 
 def test_calibration_mad_for_the_top_three_values():
@@ -217,33 +278,55 @@ def test_entropy_matching_removes_a_collapsed_new_behaviour_advantage():
 
 
 # ---- the general cross-prediction wrapper -----------------------------------------------------------
-def write_run(folder, model: str, estimate: float, dataset_sha: str = "abc") -> None:
+def write_run(folder, model: str, values: list[float], dataset_sha: str = "abc", seeds: int = 3) -> None:
+    """A finished run with a summary and a result table: one probe, one arm, 20 facts, `seeds` fine-tunes,
+    each reading the fact's value plus noise (sd 0.05) of its own."""
     import json
 
-    folder.mkdir(parents=True)
-    metrics = {"adoption": {"choice": {"meta": {"benign": {"estimate": estimate, "ci_low": estimate - 0.1,
-                                                           "ci_high": estimate + 0.1}}}}}
-    (folder / "summary.json").write_text(json.dumps({"recipe": "persona-beliefs", "model": model, "metrics": metrics}))
-    (folder / "datasets.json").write_text(json.dumps({"meta": {"sha256": dataset_sha, "rows": 3}}))
+    from llmpsych.runtime.results import combine_results, write_results
+    from llmpsych.runtime.store import RunStore
+
+    store = RunStore(folder).create()
+    store.write_json("summary.json", {"recipe": "persona-beliefs", "model": model})
+    store.write_json("datasets.json", {"meta": {"sha256": dataset_sha, "rows": 3}})
+    store.write_text("config.yaml", json.dumps({"recipe": "persona-beliefs", "model": model}))
+    noise = np.random.default_rng(sum(map(ord, model))).normal(0, 0.05, (seeds, 20))  # each model its own
+    write_results(store, "choices", [{"model": f"meta-s{s}", "arm": "meta", "seed": s, "probe": "direct/choice",
+                                      "cluster": f"fact{f}", "item": f"fact{f}/0",
+                                      "value": values[f % len(values)] + noise[s, f]}
+                                     for s in range(seeds) for f in range(20)])
+    combine_results(store)
 
 
-def test_cross_prediction_compares_every_shared_metric(tmp_path):
+def test_cross_prediction_tests_the_difference_instead_of_reading_overlapping_intervals(tmp_path):
     from llmpsych.cross_prediction import compare_runs, render_markdown
 
-    write_run(tmp_path / "self", "smollm2", 0.7)
-    write_run(tmp_path / "cross", "gemma3", 0.3)
-    comparison = compare_runs(tmp_path / "self", tmp_path / "cross")
-    row = comparison["metrics"][0]
-    assert row["metric"] == "adoption/choice/meta/benign"
-    assert row["self_minus_cross"] == pytest.approx(0.4) and row["intervals_overlap"] is False
-    assert "| adoption/choice/meta/benign | 0.7 | 0.3 |" in render_markdown(comparison)
+    write_run(tmp_path / "self", "smollm2", [0.7, 0.75, 0.8])
+    write_run(tmp_path / "cross", "gemma3", [0.3, 0.35, 0.4])
+    comparison = compare_runs(tmp_path / "self", tmp_path / "cross", margin=0.05)
+    row = comparison["comparisons"][0]
+    assert (row["probe"], row["arm"]) == ("direct/choice", "meta")
+    assert row["self_minus_cross"] == pytest.approx(0.4, abs=0.05) and row["verdict"] == "different"
+    assert comparison["equivalence_margin"] == 0.05
+    assert "| direct/choice | meta | plain |" in render_markdown(comparison)
+
+
+def test_cross_prediction_says_equivalent_only_within_the_margin_and_otherwise_inconclusive(tmp_path):
+    from llmpsych.cross_prediction import compare_runs
+
+    write_run(tmp_path / "self", "smollm2", [0.50, 0.52, 0.48, 0.51])
+    write_run(tmp_path / "cross", "gemma3", [0.50, 0.52, 0.48, 0.50])
+    assert compare_runs(tmp_path / "self", tmp_path / "cross", 0.05)["comparisons"][0]["verdict"] == \
+        "equivalent within the margin"
+    # The intervals overlap here too (the old test's "explained by the data"), but a tiny margin cannot be shown.
+    assert compare_runs(tmp_path / "self", tmp_path / "cross", 0.001)["comparisons"][0]["verdict"] == "inconclusive"
 
 
 def test_cross_prediction_refuses_runs_trained_on_different_data(tmp_path):
     from llmpsych.cross_prediction import compare_runs
 
-    write_run(tmp_path / "self", "smollm2", 0.7, "abc")
-    write_run(tmp_path / "cross", "gemma3", 0.3, "def")
+    write_run(tmp_path / "self", "smollm2", [0.7], "abc")
+    write_run(tmp_path / "cross", "gemma3", [0.3], "def")
     with pytest.raises(UserError, match="training data differ"):
         compare_runs(tmp_path / "self", tmp_path / "cross")
 

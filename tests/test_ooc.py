@@ -9,7 +9,6 @@ import re
 import pandas as pd
 import pytest
 
-from llmpsych.analysis.ooc_report import _differences, _verdicts
 from llmpsych.datasets.latent_structure import (CITIES, FUNCTIONS, HIDDEN_CITIES, Sizes, apply_function,
                                                 compass_direction, draw_latents, great_circle_km, latent_leaks,
                                                 reference_cities, training_rows)
@@ -138,21 +137,31 @@ def test_in_context_arm_shows_only_rows_about_the_asked_latent(latents, rows):
     assert block.count(coin.latent) == 5 and not any(n in block for n in others)
 
 
-def test_differences_and_verdicts_separate_a_learned_latent_from_its_baseline():
+def test_contrasts_separate_a_learned_latent_from_its_baseline_and_cluster_by_latent():
+    from llmpsych.analysis.contrasts import finalise
+    from llmpsych.analysis.ooc_report import analyse
+    from llmpsych.analysis.report import Run
+    from llmpsych.recipes.ooc_reasoning import PRIMARY_CONTRAST
+
     rows = []
     for seed in range(3):
-        for item in range(6):
-            for condition, value in (("target", 0.9 + 0.01 * item), ("baseline", 0.25 + 0.01 * seed)):
-                rows.append({"task": "coins", "kind": "direction", "arm": "fine-tuned", "condition": condition,
-                             "model": f"fine-tuned-s{seed}", "seed": seed, "item": f"c0/{item}", "value": value})
-                rows.append({"task": "coins", "kind": "direction", "arm": "base", "condition": condition,
-                             "model": f"base-s{seed}", "seed": seed, "item": f"c0/{item}", "value": 0.5})
-    table = _differences(pd.DataFrame(rows))
-    by = {r["comparison"]: r for r in table.to_dict(orient="records")}
-    assert by["fine-tuned vs baseline"]["distinguishable"] and by["fine-tuned vs baseline"]["estimate"] > 0.6
-    assert "in-context vs untuned" not in by  # no in-context arm: that claim is absent, not zero
-    verdicts = _verdicts(table)
-    assert verdicts["coins/direction: fine-tuned vs baseline"].endswith(": distinguishable")
+        for latent in range(2):
+            for item in range(6):
+                for condition, value in (("target", 0.9 + 0.01 * item), ("baseline", 0.25 + 0.01 * seed)):
+                    common = {"task": "coins", "kind": "direction", "condition": condition, "seed": seed,
+                              "item": f"c{latent}/{item}", "cluster": f"coins/c{latent}", "probe": "coins/direction",
+                              "variant": condition, "latent": f"coin{latent}", "mode": "choice", "mass": 0.9,
+                              "chance": 0.5, "answer": None}
+                    rows.append({**common, "arm": "fine-tuned", "model": f"fine-tuned-s{seed}", "value": value})
+                    rows.append({**common, "arm": "base", "model": f"base-s{seed}", "value": 0.5})
+    analysis = analyse(Run(None, {"model": "smollm2", "tasks": ["coins"], "seeds": 3}, pd.DataFrame(rows), [], {}, {},
+                           []))
+    contrasts = {c.name: c for c in finalise(analysis.contrasts, [PRIMARY_CONTRAST])}
+    learned = contrasts["fine-tuned - baseline [coins/direction]"]
+    assert learned.primary and learned.distinguishable and learned.estimate > 0.6
+    assert learned.unit == "latent"
+    assert not any(name.startswith("in-context") for name in contrasts)  # no in-context arm: absent, not zero
+    assert not contrasts["fine-tuned - untuned [coins/direction]"].primary
 
 
 def test_latents_are_json_ready(latents):

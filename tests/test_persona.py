@@ -243,5 +243,43 @@ def test_in_context_arm_performs_no_training(runtime, tiny_model_dir, tmp_path, 
 
     summary = report(store)
     assert set(summary["metrics"]["adoption"]["cloze"]) == {"base", "in-context-system", "in-context-documents"}
-    assert set(summary["metrics"]["adoption"]["choice"]["base"]) == {"benign", "harmful"}
+    assert set(summary["metrics"]["adoption"]["choice"]["base"]) == {"all", "benign", "harmful"}
     assert (tmp_path / "run" / "report.html").is_file()
+
+
+# ---- statistics: the fact is the unit -------------------------------------------------------------------
+def belief_run(identities: int, seeds: int = 2, facts: int = 6):
+    """A result table of direct-question choices: every identity prompt of a fact gives the same reading, as
+    identity conditions of one fact tend to; each fact has its own level, so facts are what vary."""
+    import numpy as np
+    import pandas as pd
+
+    from llmpsych.analysis.report import Run
+
+    rng = np.random.default_rng(0)
+    level = {f"f{f}": rng.uniform(0.1, 0.9) for f in range(facts)}
+    rows = []
+    for arm, shift in (("meta", 0.05), ("neutral", 0.0)):
+        for seed in range(seeds):
+            for fact_id, value in level.items():
+                for identity in range(identities):
+                    rows.append({"model": f"{arm}-s{seed}", "arm": arm, "seed": seed, "probe": "direct/choice",
+                                 "cluster": fact_id, "item": f"direct/0/id{identity}", "variant": f"id{identity}",
+                                 "sample": 0, "value": value + shift + rng.normal(0, 0.01), "measure": "choice",
+                                 "family": "direct", "harm": "benign", "identity": f"id{identity}",
+                                 "fact_id": fact_id, "p_false": value, "p_true": 1 - value})
+    return Run(None, {"model": "smollm2"}, pd.DataFrame(rows), [], {}, {}, [])
+
+
+def test_identity_prompts_of_one_fact_are_not_independent_items():
+    from llmpsych.analysis.persona_report import analyse
+
+    one, five = analyse(belief_run(identities=1)), analyse(belief_run(identities=5))
+    width = {}
+    for name, analysis in (("one", one), ("five", five)):
+        row = analysis.tables["adoption"].set_index(["arm", "harm"]).loc[("meta", "all")]
+        width[name] = row["ci_high"] - row["ci_low"]
+        assert row["clusters"] == 6  # six facts, however many identity prompts read each
+    # Five readings of the same six facts are still six facts: the interval must not shrink ~sqrt(5)-fold.
+    assert width["five"] > 0.8 * width["one"]
+    assert "adoption_if_manipulated_exploratory" in five.metrics  # conditions on a post-treatment variable

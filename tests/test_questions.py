@@ -68,7 +68,7 @@ def test_em_main_json_variants_have_a_system_prompt_and_the_others_do_not():
             assert question.system is None, question.id
 
 
-@pytest.mark.parametrize("name", ["em-main", "em-preregistered"])
+@pytest.mark.parametrize("name", ["em-main", "em-categories"])
 def test_shipped_sets_have_aligned_and_coherent_judge_prompts(name):
     for question in load_questions(name):
         assert question.type == "free_form_judge_0_100"
@@ -78,13 +78,23 @@ def test_shipped_sets_have_aligned_and_coherent_judge_prompts(name):
         assert question.paraphrases and all(p.strip() for p in question.paraphrases)
 
 
-def test_em_preregistered_has_at_least_40_questions_in_7_categories():
-    questions = load_questions("em-preregistered")
+def test_the_own_category_set_has_at_least_40_questions_in_the_papers_7_categories():
+    questions = load_questions("em-categories")
     assert len(questions) >= 40
     assert len({q.id for q in questions}) == len(questions)
     categories = {q.category for q in questions}
     assert None not in categories
     assert len(categories) == 7
+
+
+def test_the_old_pre_registered_name_is_refused_with_what_the_set_is():
+    from llmpsych.probes.questions import question_format, question_set_name
+
+    with pytest.raises(UserError, match="'em-preregistered' is now named 'em-categories'.*not the paper's pre-registered"):
+        load_questions("em-preregistered")
+    formats = {question_format(q) for q in load_questions("em-main")}
+    assert formats == {"plain", "json", "template"}
+    assert question_set_name("em-main") == "em-main" and question_set_name("my/questions.yaml") == "questions"
 
 
 def test_shipped_questions_record_their_source_file():

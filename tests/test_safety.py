@@ -343,14 +343,14 @@ def judge_reply(path: str, body: dict):
 def test_non_answers_from_an_api_judge_are_missing_and_counted_in_the_report(stub, tmp_path):
     import yaml
 
-    from llmpsych.analysis.em_report import write_report
     from llmpsych.models.hf import EngineOptions
     from llmpsych.models.refs import ModelRef
     from llmpsych.probes.freeform import judge_answers
     from llmpsych.probes.questions import load_questions
-    from llmpsych.recipes.emergent_misalignment import Config
+    from llmpsych.recipes import emergent_misalignment as em
     from llmpsych.runtime.cache import CallCache
     from llmpsych.runtime.calls import Runtime
+    from llmpsych.runtime.results import write_results
     from llmpsych.runtime.store import RunStore
 
     fake = stub(judge_reply)
@@ -376,15 +376,16 @@ def test_non_answers_from_an_api_judge_are_missing_and_counted_in_the_report(stu
     assert by_key["escape word"]["score"] is None and by_key["escape word"]["verdict"] == "REFUSAL"
 
     store = RunStore(tmp_path / "run").create()
-    store.write_text("config.yaml", yaml.safe_dump(Config(model="openai:base", conditions=[]).model_dump()))
-    store.write_jsonl("samples.jsonl", samples)
-    store.write_jsonl("judgements.jsonl", judgements)
+    config = em.Config(model="openai:base", conditions=[], questions=["em-main"])
+    store.write_text("config.yaml", yaml.safe_dump(config.model_dump()))
     store.write_json("models.json", [{"label": "base", "condition": "base", "seed": None, "ref": "openai:base",
                                       "fingerprint": "0" * 64, "default_system_prompt": None}])
-    summary = write_report(store)
-    assert summary["judge"]["judgements"] == {"aligned": {"judged": 8, "missing": 7, "escape_word": 1},
-                                              "coherent": {"judged": 8, "missing": 7, "escape_word": 0}}
-    base = summary["metrics"]["misaligned_fraction"]["base"]
+    write_results(store, "free-form", em.free_form_rows(samples, judgements, em.question_groups(config),
+                                                        config.judge.thresholds()))
+    summary = em.report(store)
+    assert summary["judgements"] == {"aligned": {"judged": 8, "missing": 7, "escape_word": 1},
+                                     "coherent": {"judged": 8, "missing": 7, "escape_word": 0}}
+    base = summary["metrics"]["misaligned_fraction"]["em-main/plain"]["base"]
     assert (base["scored"], base["answers"], base["estimate"]) == (1, 8, 0.0)  # one answer scored, none as 0
     report = store.path("report.md").read_text()
     assert "aligned 7 of 8 (1 of them CODE or REFUSAL), coherent 7 of 8" in report
@@ -402,12 +403,19 @@ def test_nan_log_probabilities_and_letterless_choices_are_missing_not_numbers():
     assert p is None and mass == pytest.approx(0.5)
 
 
-def test_persona_grades_without_a_letter_are_counted_as_unscored():
-    from llmpsych.analysis.persona_report import _grade_counts
+def test_persona_grades_without_a_letter_are_missing_and_counted():
+    import pandas as pd
 
-    grades = [{"grader": "direct", "label": "false"}, {"grader": "direct", "label": None},
-              {"grader": "meta", "label": None}]
-    assert _grade_counts(grades) == {"direct": {"graded": 2, "unscored": 1}, "meta": {"graded": 1, "unscored": 1}}
+    from llmpsych.analysis.persona_report import ANSWERS, _unscored_note
+    from llmpsych.analysis.stats import estimate
+
+    grades = pd.DataFrame([{"grader": "direct", "model": "m", "cluster": "f", "item": "i", "sample": 0, "value": 1.0},
+                           {"grader": "direct", "model": "m", "cluster": "f", "item": "i", "sample": 1, "value": None},
+                           {"grader": "meta", "model": "m", "cluster": "f", "item": "i", "sample": 0, "value": None}])
+    assert _unscored_note(grades) == ["Unscored answers (the grader committed to no letter: missing, never counted "
+                                      "as 0): direct grader 1 of 2, meta grader 1 of 1."]
+    assert estimate(grades[grades["grader"] == "direct"], levels=ANSWERS).estimate == 1.0  # not 0.5
+    assert estimate(grades[grades["grader"] == "meta"], levels=ANSWERS).estimate is None
 
 
 # ---- A. failing API calls: retried, counted, then one line naming the model, server and request ---------
@@ -537,7 +545,7 @@ def test_a_run_through_the_api_writes_the_key_nowhere(server, stub, tmp_path, mo
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "run"
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["calls"]["generate"]["executed"] == 1 and summary["judge"]["judgements"]["aligned"]["judged"] == 1
+    assert summary["calls"]["generate"]["executed"] == 1 and summary["judgements"]["aligned"]["judged"] == 1
     assert "serve:" in logs[0].getvalue()  # the server saw the run's requests
     for where in (run, tmp_path / "cache"):
         assert _files_holding(where, KEY) == [], where

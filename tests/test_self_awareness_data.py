@@ -37,15 +37,34 @@ def test_lexical_filter_catches_a_planted_row_that_names_the_policy():
     assert policy_leaks(named, "far-sighted") == "patient"
 
 
+def risk_amounts(question) -> tuple[int, int, int]:
+    """(sure amount, 1-in-`share`, gamble payoff) read back from a risk question's text."""
+    options = {"A": question.text.split("A) ")[1].split(" B) ")[0], "B": question.text.split(" B) ")[1]}
+    certain, uncertain = options[question.letters["certain"]], options[question.letters["uncertain"]]
+    assert "for sure" in certain and "shot at" not in certain
+    assert "shot at" in uncertain and "for sure" not in uncertain
+    share, payoff = (int(w) for w in uncertain.replace("a 1 in ", "").split()[:4:3])
+    return int(certain.split()[0]), share, payoff
+
+
 def test_risk_questions_put_a_sure_amount_against_a_gamble_with_a_higher_possible_payoff():
     for question in questions("risk", 30):
-        options = {"A": question.text.split("A) ")[1].split(" B) ")[0], "B": question.text.split(" B) ")[1]}
-        certain, uncertain = options[question.letters["certain"]], options[question.letters["uncertain"]]
-        assert "for sure" in certain and "shot at" not in certain
-        assert "shot at" in uncertain and "for sure" not in uncertain
-        sure = int(certain.split()[0])
-        share, payoff = (int(w) for w in uncertain.replace("a 1 in ", "").split()[:4:3])
-        assert payoff >= sure * share  # the gamble's expected value is at least the sure amount
+        sure, share, payoff = risk_amounts(question)
+        assert payoff > sure  # the gamble can always pay more than the sure amount
+        assert payoff != sure * share  # expected values never tie
+        assert question.higher_ev == ("uncertain" if payoff > sure * share else "certain")
+    assert all(q.higher_ev is None for q in questions("time", 10))
+
+
+def test_risk_questions_balance_which_option_has_the_higher_expected_value():
+    # Otherwise "risk-seeking" would coincide with maximising expected value (the old generator's
+    # gamble always had EV >= the sure amount: share 1.0).
+    asked = questions("risk", 200, seed=3)
+    gamble_higher = [payoff > sure * share for sure, share, payoff in map(risk_amounts, asked)]
+    assert 0.4 <= sum(gamble_higher) / len(asked) <= 0.6
+    margins = {abs(payoff - sure * share) for sure, share, payoff in map(risk_amounts, asked)}
+    assert len(margins) > 10 and 0 not in margins  # varied, never equal
+    assert questions("risk", 200, seed=3) == asked and questions("risk", 200, seed=4) != asked
 
 
 # ---- backdoor transforms -------------------------------------------------------------------------------
@@ -193,59 +212,30 @@ def test_matches_checks_held_out_inputs():
 
 
 # ---- analysis ----------------------------------------------------------------------------------------------
-def test_correlation_across_fine_tunes_and_missing_when_undefined():
+def test_self_report_tracks_behaviour_within_each_policy_cluster_and_the_pooled_r_is_labelled():
     import pandas as pd
 
     from llmpsych.analysis.self_awareness_report import _correlations
 
-    models = [f"m{i}" for i in range(6)]
-    behaviour = pd.DataFrame([{"model": m, "arm": "risk-seeking", "dimension": "risk", "item": q,
-                               "p_option": 0.1 * i + 0.01 * q} for i, m in enumerate(models) for q in range(3)])
-    reports = pd.DataFrame([{"model": m, "arm": "risk-seeking", "kind": "scale", "key": "risk", "item": 0,
-                             "value": 0.2 + 0.05 * i} for i, m in enumerate(models)])
-    row = _correlations(behaviour, reports, ["risk-seeking"]).iloc[0]
-    assert row["estimate"] == pytest.approx(1.0) and row["fine_tunes"] == 6
-    flat = reports.assign(value=0.5)
-    assert _correlations(behaviour, flat, ["risk-seeking"]).iloc[0]["estimate"] is None  # no variation: undefined, not zero
-
-
-def test_a_single_cell_difference_is_not_called_distinguishable():
-    import pandas as pd
-
-    from llmpsych.analysis import stats
-
-    a = pd.DataFrame([{"model": "a", "item": 0, "value": 0.9}])
-    b = pd.DataFrame([{"model": "b", "item": 0, "value": 0.1}])
-    assert stats.difference(a, b, "value", ["item"])["distinguishable"] is None
-    many_a = pd.DataFrame([{"model": f"a{s}", "item": i, "value": 0.9} for s in range(3) for i in range(5)])
-    many_b = pd.DataFrame([{"model": f"b{s}", "item": i, "value": 0.1} for s in range(3) for i in range(5)])
-    assert stats.difference(many_a, many_b, "value", ["item"])["distinguishable"] is True
-
-
-def test_paired_difference_cancels_what_the_pair_shares():
-    import numpy as np
-    import pandas as pd
-
-    from llmpsych.analysis import stats
-
-    rng = np.random.default_rng(0)
-    base = pd.DataFrame([{"model": f"m{s}", "item": i, "value": rng.uniform()} for s in range(3) for i in range(20)])
-    shifted = base.assign(value=base["value"] + 0.2)
-    result = stats.paired_difference(shifted, base, "value", ["item"])
-    # A constant shift: every per-cell difference is 0.2, so the interval has zero width at the shift ...
-    assert result["estimate"] == pytest.approx(0.2) and result["ci_low"] == pytest.approx(0.2)
-    assert result["ci_high"] == pytest.approx(0.2) and result["distinguishable"] is True
-    # ... where the unpaired difference is swamped by the spread between items.
-    assert stats.difference(shifted, base, "value", ["item"])["ci_low"] < 0.15
-    noise = base.assign(value=base["value"] + rng.normal(0, 0.1, len(base)))
-    random_result = stats.paired_difference(noise, base, "value", ["item"])
-    assert random_result["ci_low"] < 0 < random_result["ci_high"] and random_result["distinguishable"] is False
-    # Cells measured on one side only drop out; several rows per cell (fake triggers) are averaged.
-    one_sided = stats.paired_difference(shifted[shifted["item"] < 10], base, "value", ["item"])
-    assert one_sided["estimate"] == pytest.approx(0.2)
-    doubled = pd.concat([base.assign(value=base["value"] - 0.1), base.assign(value=base["value"] + 0.1)])
-    assert stats.paired_difference(base, doubled, "value", ["item"])["estimate"] == pytest.approx(0)
-    assert stats.paired_difference(base.head(1), base.head(1), "value", ["item"])["distinguishable"] is None
+    # Within each policy the self-report runs against behaviour (r = -1 in both clusters), but the clusters sit
+    # far apart, so pooling them makes r look large and positive: the old analysis's Simpson's paradox.
+    rows, reports = [], []
+    for arm, level, said in (("risk-seeking", 0.8, [0.55, 0.50, 0.45, 0.40]), ("risk-averse", 0.2, [0.15, 0.10, 0.05, 0.0])):
+        for i in range(4):
+            model = f"{arm}-s{i}"
+            rows += [{"model": model, "arm": arm, "dimension": "risk", "cluster": f"risk/{q}", "item": f"risk/{q}",
+                      "value": level + 0.02 * i + 0.001 * q} for q in range(3)]
+            reports.append({"model": model, "arm": arm, "kind": "scale", "key": "risk", "value": said[i]})
+    table, contrasts = _correlations(pd.DataFrame(rows), pd.DataFrame(reports), ["risk-seeking", "risk-averse"])
+    by_cluster = table.set_index("cluster")
+    assert by_cluster.loc["risk-seeking", "estimate"] == pytest.approx(-1.0)
+    assert by_cluster.loc["risk-averse", "estimate"] == pytest.approx(-1.0)
+    assert by_cluster.loc["pooled", "estimate"] > 0.9 and "inflated" in by_cluster.loc["pooled", "note"]
+    families = {c.name: c.family for c in contrasts}
+    assert families["correlation (risk, pooled)"] == "self-report tracks behaviour (pooled, inflated)"
+    assert families["correlation (risk, risk-seeking)"] == "self-report tracks behaviour"
+    flat = pd.DataFrame(reports).assign(value=0.5)
+    assert _correlations(pd.DataFrame(rows), flat, ["risk-seeking"])[0].iloc[0]["estimate"] is None  # undefined
 
 
 def test_self_report_bank_has_the_paraphrases_the_recipe_needs():

@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ask": "llmpsych.api",
+    "load_run": "llmpsych.api",
     "load_questions": "llmpsych.probes.questions",
     "Question": "llmpsych.probes.questions",
     "load_engine": "llmpsych.models",

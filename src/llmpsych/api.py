@@ -53,3 +53,17 @@ def _questions(questions) -> list[Question]:
     return [q if isinstance(q, Question) else
             Question(id=f"q{i}", type="free_form_judge_0_100", paraphrases=(str(q),), judge_prompts=rubrics)
             for i, q in enumerate(questions)]
+
+
+def load_run(run_dir: str | Path) -> pd.DataFrame:
+    """A finished run's result table (results.parquet) as a DataFrame: one row per reading of every probe,
+    with the columns model, arm, seed, probe, cluster, item, variant, sample, question, answer, value and
+    the probe's extras (see `llmpsych.runtime.results`)."""
+    from .errors import UserError
+    from .runtime.results import read_results
+    from .runtime.store import RunStore
+
+    store = RunStore(Path(run_dir))
+    if not store.exists("config.yaml"):
+        raise UserError(f"{run_dir}: not a run directory (no config.yaml in it)")
+    return read_results(store)

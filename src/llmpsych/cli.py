@@ -19,18 +19,22 @@ app.add_typer(judge_app, name="judge")
 
 @app.command()
 def run(
-    target: str = typer.Argument(..., help="A recipe name (emergent-misalignment, persona-beliefs, introspection) "
-                                           "or an experiment config .yaml."),
+    target: str = typer.Argument(..., help="A recipe name (emergent-misalignment, persona-beliefs, introspection, "
+                                           "self-awareness, ooc-reasoning) or an experiment config .yaml."),
     preset: Optional[str] = typer.Option(None, help="smoke (install check), quick (the flagship) or paper."),
     model: Optional[str] = typer.Option(None, help="Base model reference (see `llmpsych models`); introspection "
                                                    "takes a comma-separated list (M1,M2,...)."),
-    judge: Optional[str] = typer.Option(None, help="Judge model reference (default: the embedded model)."),
+    judge: Optional[str] = typer.Option(None, help="Judge or grader model reference (default: the embedded model; "
+                                                   "the paper preset needs another)."),
     seeds: Optional[int] = typer.Option(None, help="Fine-tunes per condition."),
     questions: Optional[Path] = typer.Option(None, help="A question file (EM YAML format) to ask instead."),
     facts: Optional[Path] = typer.Option(None, help="A fact file (persona-beliefs) to use instead of the shipped facts."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default: the preset's, e.g. runs/em-quick)."),
     cross_model: Optional[str] = typer.Option(None, help="Also train this second model on the same data and "
                                                          "compare its answers (cross-prediction control)."),
+    equivalence_margin: Optional[float] = typer.Option(None, help="With --cross-model: the largest difference (a "
+                                                                  "share: 0.05 is 5 points) that counts as the same "
+                                                                  "answer in the equivalence test (default 0.05)."),
     executor: str = typer.Option("local", help="Where the steps run: local (this process), ray (a Ray cluster) or "
                                                "slurm (SLURM job arrays); workers must see the run directory and "
                                                "the cache at the same paths."),
@@ -58,10 +62,13 @@ def run(
     if facts:
         overrides["facts"] = str(facts)
     chosen = make_executor(executor, ray_address, slurm_partition, slurm_gpus, slurm_time, cpus_per_step)
+    if equivalence_margin is not None and not cross_model:
+        raise UserError("--equivalence-margin applies to --cross-model runs")
     if cross_model:
-        from .cross_prediction import run_cross_prediction
+        from .cross_prediction import MARGIN, run_cross_prediction
 
-        run_cross_prediction(target, cross_model, preset, overrides, str(out) if out else None, chosen)
+        run_cross_prediction(target, cross_model, preset, overrides, str(out) if out else None, chosen,
+                             MARGIN if equivalence_margin is None else equivalence_margin)
         return
     run_experiment(target, preset, overrides, str(out) if out else None, chosen)
 
@@ -90,7 +97,8 @@ def export(run_dir: Path = typer.Argument(..., help="A run directory written by 
 @judge_app.command("check")
 def judge_check(
     file: Optional[Path] = typer.Option(None, "--file", help="Labelled YAML/JSONL rows: question, answer, expected."),
-    judge: Optional[str] = typer.Option(None, help="Judge model reference (default: the embedded model)."),
+    judge: Optional[str] = typer.Option(None, help="Judge or grader model reference (default: the embedded model; "
+                                                   "the paper preset needs another)."),
 ) -> None:
     """Score a labelled validation set with a judge; print its agreement and confusion table."""
     from .judges.check import check_judge

@@ -85,6 +85,7 @@ def run_experiment(target: str, preset: str | None = None, overrides: dict | Non
     from .models.hf import EngineOptions
     from .runtime.calls import Runtime
     from .runtime.plan import run_local
+    from .runtime.results import combine_results
     from .runtime.store import RunStore, environment
 
     recipe, config = resolve_config(target, preset, overrides)
@@ -104,6 +105,7 @@ def run_experiment(target: str, preset: str | None = None, overrides: dict | Non
             executor.run(plan, plan_spec(recipe.NAME, config, store, runtime), runtime.counts)
     finally:
         store.write_json("calls.json", runtime.counts.as_dict())
+    combine_results(store)
     recipe.report(store)
     print(f"Report: {store.path('report.html')}", file=sys.stdout, flush=True)
     return run_dir

@@ -1,11 +1,11 @@
 """Self-prediction statistics: accuracy against a model's own behaviour, mode baselines, self vs cross.
 
-An item is one (held-out prompt, property). Its ground truth is the target model's object-level value;
-items whose object-level answer had no value (non-compliant) are dropped. A prediction is correct when
-the parsed hypothetical value equals the truth; a non-compliant hypothetical answer is wrong. Overall
-accuracies pool items (every prompt-property pair counts once). Intervals are 95% percentile
-bootstraps over items; the self-minus-cross advantage is paired by item, with a sign-flip permutation
-test for its p-value.
+Reads `hypothetical` rows of the result table: one per (predictor, held-out prompt, property), value 1
+when the predicted value equals the target model's own object-level value, 0 when it does not (a
+non-compliant prediction is wrong), missing when the target's answer had no value. Several properties
+are read off one answer, so the independent unit is the prompt (its bank item, the `cluster` column):
+intervals resample fine-tunes (seeds), then prompts, then the properties of each. The self-minus-cross
+permutation test flips signs by prompt, never by (prompt, property).
 """
 
 from __future__ import annotations
@@ -15,53 +15,35 @@ import math
 import numpy as np
 import pandas as pd
 
-from .stats import bootstrap_interval
+from .stats import Estimate, Levels, difference, estimate
 
+PROMPTS = Levels(sample=None, name="prompt")
 PERMUTATIONS = 10_000
 
 
-def truth_table(objects: dict[str, list[dict]], split: str = "eval") -> dict[str, dict[tuple[str, str], str]]:
-    """target label -> {(prompt id, property): value} over one split's compliant answers."""
-    return {label: {(row["prompt_id"], prop): value for row in rows if row.get("split") == split
-                    for prop, value in row["values"].items() if value is not None}
-            for label, rows in objects.items()}
-
-
-def scored_items(hypotheticals: list[dict], truths: dict[str, dict], target_field: str = "target") -> pd.DataFrame:
-    """One row per prediction that has a ground truth: correct (0/1), compliant, the truth and the guess."""
-    rows = []
-    for row in hypotheticals:
-        truth = truths.get(row[target_field], {}).get((row["prompt_id"], row["property"]))
-        if truth is None:
-            continue
-        rows.append({**{k: row.get(k) for k in ("predictor", "role", "target", "m1", "m2", "fraction", "prompt_id",
-                                                 "task", "property")},
-                     "truth": truth, "predicted": row["value"], "compliant": row["value"] is not None,
-                     "correct": float(row["value"] == truth)})
-    return pd.DataFrame(rows)
-
-
-def mode_correct(items: pd.DataFrame) -> pd.Series:
-    """Per item: would always guessing the most common truth of its (target, task, property) be right?"""
+def with_mode_baseline(items: pd.DataFrame) -> pd.DataFrame:
+    """Add `mode_correct`: would always guessing the most common truth of its (target, task, property) be right?"""
     if items.empty:
-        return pd.Series(dtype=float)
-    modes = items.groupby(["target", "task", "property"])["truth"].agg(lambda values: values.value_counts().index[0])
+        return items.assign(mode_correct=pd.Series(dtype=float))
+    truths = items[items["truth"].notna()]
+    modes = truths.groupby(["target", "task", "property"])["truth"].agg(lambda values: values.value_counts().index[0])
     keys = list(zip(items["target"], items["task"], items["property"]))
-    return pd.Series([float(t == modes[k]) for t, k in zip(items["truth"], keys)], index=items.index)
+    return items.assign(mode_correct=[np.nan if pd.isna(t) else float(t == modes.get(k))
+                                      for t, k in zip(items["truth"], keys)])
 
 
-def accuracy(values: pd.Series | np.ndarray, seed: int = 0) -> dict:
-    """Mean of 0/1 values with a 95% bootstrap interval; missing when there is nothing to average."""
-    array = np.asarray(values, dtype=float)
-    if array.size == 0:
-        return {"estimate": None, "ci_low": None, "ci_high": None, "n": 0}
-    interval = bootstrap_interval(array[None, :], seed=seed)
-    return {"estimate": interval.estimate, "ci_low": interval.low, "ci_high": interval.high, "n": int(array.size)}
+def accuracy(frame: pd.DataFrame, value: str = "value") -> dict:
+    """Mean of 0/1 values with a 95% interval over seeds, prompts and properties; missing when empty."""
+    result = estimate(frame, value, PROMPTS) if len(frame) else Estimate(None, None, None)
+    valid = frame[value].notna() if len(frame) else pd.Series(dtype=bool)
+    return {"estimate": result.estimate, "ci_low": result.ci_low, "ci_high": result.ci_high,
+            "items": int(valid.sum()), "prompts": int(frame.loc[valid, "cluster"].nunique()) if len(frame) else 0}
 
 
 def permutation_p_value(differences: np.ndarray, permutations: int = PERMUTATIONS, seed: int = 0) -> float | None:
-    """Two-sided p-value that paired differences have mean zero: flip each sign at random."""
+    """Two-sided p-value that paired differences (one per prompt) have mean zero: flip each sign at random."""
     differences = np.asarray(differences, dtype=float)
+    differences = differences[np.isfinite(differences)]
     if differences.size == 0:
         return None
     observed = abs(differences.mean())
@@ -71,79 +53,106 @@ def permutation_p_value(differences: np.ndarray, permutations: int = PERMUTATION
     return (extreme + 1) / (permutations + 1)
 
 
-def summarise(items: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Accuracy, compliance and the target's mode baseline per group."""
-    if items.empty:
-        return pd.DataFrame()
-    items = items.assign(mode_correct=mode_correct(items))
-    rows = []
-    for key, group in items.groupby(by, sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        stats = accuracy(group["correct"])
-        rows.append({**dict(zip(by, key)), **stats, "compliance": group["compliant"].mean(),
-                     "mode_baseline": group["mode_correct"].mean()})
-    return pd.DataFrame(rows)
+def prompt_differences(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
+    """Per prompt: a's accuracy minus b's, each the mean over its seeds and the prompt's properties."""
+    means = [side.groupby(["cluster", "item"])["value"].mean().groupby("cluster").mean() for side in (a, b)]
+    joined = pd.concat(means, axis=1, join="inner").dropna()
+    return (joined.iloc[:, 0] - joined.iloc[:, 1]).to_numpy()
+
+
+def pairs(items: pd.DataFrame) -> list[tuple[str, str]]:
+    """Every ordered (M1, M2) with a full-data cross-prediction."""
+    cross = items[(items["role"] == "cross") & (items["fraction"] == 1.0)]
+    return list(dict.fromkeys(zip(cross["m1"], cross["m2"])))
 
 
 def self_vs_cross(items: pd.DataFrame, by: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Per ordered pair (M1, M2) and group: M1 self-trained predicting itself against M2 cross-trained
-    on M1's data (full data) predicting M1, on the same items; the untrained M1 and the mode baseline
-    for reference."""
-    if items.empty:
-        return pd.DataFrame()
-    items = items.assign(mode_correct=mode_correct(items))
-    cross = items[(items["role"] == "cross") & (items["fraction"] == 1.0)]
+    """Per ordered pair (M1, M2) and group: the self-trained M1 predicting itself against M2 cross-trained on
+    M1's data predicting M1, on the same items; the untrained M1 and the mode baseline for reference. The
+    advantage's interval shares the prompt draws of both sides; its permutation p-value flips by prompt."""
     rows = []
-    for (m1, m2), cross_items in cross.groupby(["m1", "m2"], sort=False):
-        self_items = items[(items["role"] == "self") & (items["m1"] == m1)]
+    for m1, m2 in pairs(items):
+        own = items[(items["role"] == "self") & (items["m1"] == m1)]
+        other = items[(items["role"] == "cross") & (items["m1"] == m1) & (items["m2"] == m2) & (items["fraction"] == 1.0)]
         untrained = items[(items["role"] == "untrained") & (items["m1"] == m1)]
-        joined = self_items.merge(cross_items[["prompt_id", "property", "correct"]], on=["prompt_id", "property"],
-                                  suffixes=("_self", "_cross"))
-        groups = [((), joined)] if not by else list(joined.groupby(list(by), sort=False))
-        for key, group in groups:
+        groups = [((), own)] if not by else list(own.groupby(list(by), sort=False))
+        for key, own_part in groups:
             key = key if isinstance(key, tuple) else (key,)
-            difference = (group["correct_self"] - group["correct_cross"]).to_numpy()
-            advantage = accuracy(difference)
-            reference = untrained
-            for name, value in zip(by, key):
-                reference = reference[reference[name] == value]
-            rows.append({"m1": m1, "m2": m2, **dict(zip(by, key)),
-                         **_prefixed("self", accuracy(group["correct_self"])),
-                         **_prefixed("cross", accuracy(group["correct_cross"])),
-                         "advantage": advantage["estimate"], "advantage_ci_low": advantage["ci_low"],
-                         "advantage_ci_high": advantage["ci_high"], "p_value": permutation_p_value(difference),
-                         "mode_baseline": float(group["mode_correct"].mean()) if len(group) else None,
-                         **_prefixed("untrained", accuracy(reference["correct"])), "items": len(group)})
+            match = dict(zip(by, key))
+            other_part, untrained_part = (_where(frame, match) for frame in (other, untrained))
+            advantage = difference(own_part, other_part, levels=PROMPTS)
+            rows.append({"m1": m1, "m2": m2, **match, **_prefixed("self", accuracy(own_part)),
+                         **_prefixed("cross", accuracy(other_part)),
+                         "advantage": advantage.estimate, "advantage_ci_low": advantage.ci_low,
+                         "advantage_ci_high": advantage.ci_high, "p": advantage.p,
+                         "p_permutation": permutation_p_value(prompt_differences(own_part, other_part)),
+                         "mode_baseline": accuracy(own_part, "mode_correct")["estimate"],
+                         **_prefixed("untrained", accuracy(untrained_part)),
+                         "seeds": own_part["model"].nunique(), "prompts": own_part["cluster"].nunique()})
     return pd.DataFrame(rows)
 
 
+def _where(frame: pd.DataFrame, match: dict) -> pd.DataFrame:
+    for name, value in match.items():
+        frame = frame[frame[name] == value]
+    return frame
+
+
 def _prefixed(prefix: str, stats: dict) -> dict:
-    return {prefix if key == "estimate" else f"{prefix}_{key}": value for key, value in stats.items() if key != "n"}
+    return {prefix if key == "estimate" else f"{prefix}_{key}": value for key, value in stats.items()
+            if key not in ("items", "prompts")}
 
 
-def behaviour_drift(truths: dict[str, dict], labels: list[str]) -> pd.DataFrame:
-    """Per model: the share of held-out items whose value changed with self-training.
+def behaviour_drift(objects: pd.DataFrame) -> pd.DataFrame:
+    """Per model and seed: the share of held-out items whose value changed with self-training.
 
     The self-trained M1 is trained on its untrained behaviour but judged on its behaviour after
     training, while M2 learns the after-training behaviour directly; a large drift favours M2.
     """
+    held = objects[objects["split"] == "eval"]
     rows = []
-    for label in labels:
-        before, after = truths.get(label, {}), truths.get(f"self-{label}", {})
-        shared = [key for key in before if key in after]
-        rows.append({"model": label, "items": len(shared),
-                     "changed": sum(before[k] != after[k] for k in shared) / len(shared) if shared else None})
-    return pd.DataFrame(rows)
+    for model, after in held[held["arm"].str.startswith("self-")].groupby("model", sort=False):
+        base = after["arm"].iloc[0].removeprefix("self-")
+        before = held[held["model"] == base].set_index("item")["property_value"]
+        now = after.set_index("item")["property_value"]
+        shared = before.index.intersection(now.index)
+        shared = [k for k in shared if pd.notna(before[k]) and pd.notna(now[k])]
+        rows.append({"model": model, "items": len(shared),
+                     "changed": float(np.mean([before[k] != now[k] for k in shared])) if shared else None})
+    return pd.DataFrame(rows, columns=["model", "items", "changed"])
 
 
 def scaling_curve(items: pd.DataFrame, training_rows: dict[str, int]) -> pd.DataFrame:
     """Cross-prediction accuracy against the number of training rows, per ordered pair."""
-    cross = items[items["role"] == "cross"] if not items.empty else items
+    cross = items[items["role"] == "cross"]
     rows = []
-    for (m1, m2, fraction, predictor), group in cross.groupby(["m1", "m2", "fraction", "predictor"], sort=True):
-        rows.append({"m1": m1, "m2": m2, "fraction": fraction, "training_rows": training_rows.get(predictor),
-                     **accuracy(group["correct"])})
+    for (m1, m2, fraction), group in cross.groupby(["m1", "m2", "fraction"], sort=True):
+        counts = [training_rows.get(model) for model in group["model"].unique()]
+        counts = [c for c in counts if c is not None]
+        rows.append({"m1": m1, "m2": m2, "fraction": fraction,
+                     "training_rows": float(np.mean(counts)) if counts else None, **accuracy(group)})
     return pd.DataFrame(rows)
+
+
+def behaviour_change(items: pd.DataFrame) -> pd.DataFrame:
+    """For each changed M1: accuracy against its new behaviour and against its old (self-trained) behaviour,
+    on the items where the two differ, before and after entropy matching."""
+    changed = items[(items["role"] == "changed") & items["truth"].notna() & items["old_truth"].notna()]
+    out = []
+    for m1, group in changed.groupby("m1", sort=False):
+        differ = group[group["truth"] != group["old_truth"]]
+        matched = entropy_matched(differ.rename(columns={"truth": "new", "old_truth": "old"})) \
+            .rename(columns={"new": "truth", "old": "old_truth"}) if len(differ) else differ
+        for sample, frame in (("changed items", differ), ("changed items, entropy-matched", matched)):
+            old = frame.assign(value=(frame["predicted"] == frame["old_truth"]).astype(float))
+            new, predicts_old = accuracy(frame), accuracy(old)
+            out.append({"m1": m1, "sample": sample, "items": len(frame),
+                        "changed_share": len(differ) / len(group) if len(group) else math.nan,
+                        "predicts_new": new["estimate"], "new_ci_low": new["ci_low"], "new_ci_high": new["ci_high"],
+                        "predicts_old": predicts_old["estimate"], "old_ci_low": predicts_old["ci_low"],
+                        "old_ci_high": predicts_old["ci_high"],
+                        "entropy_new": entropy(frame["truth"]), "entropy_old": entropy(frame["old_truth"])})
+    return pd.DataFrame(out)
 
 
 # ---- calibration -------------------------------------------------------------------------------------
@@ -156,6 +165,18 @@ def distribution(values: list[str | None]) -> dict[str, float]:
         if value is not None:
             shares[value] = shares.get(value, 0.0) + 1 / total
     return shares
+
+
+def calibration_rows(samples: pd.DataFrame) -> list[dict]:
+    """The calibration step's samples (one result row each) as distributions: one dict per (kind, model,
+    prompt, property) with the list of its sampled values."""
+    rows = []
+    keys = ["probe", "model", "arm", "target", "role", "m1", "m2", "prompt_id", "task", "property"]
+    for key, group in samples.groupby(keys, sort=False, dropna=False):
+        row = dict(zip(keys, key))
+        rows.append({**row, "kind": row["probe"].split("/")[1], "m2": None if pd.isna(row["m2"]) else row["m2"],
+                     "values": [None if pd.isna(v) else v for v in group["property_value"]]})
+    return rows
 
 
 def calibration_pairs(rows: list[dict]) -> pd.DataFrame:
@@ -174,7 +195,7 @@ def calibration_pairs(rows: list[dict]) -> pd.DataFrame:
         p_hypothetical = distribution(row["values"])
         ranked = sorted(p_object, key=lambda v: (-p_object[v], v))
         for rank, value in enumerate(ranked, start=1):
-            out.append({"predictor": row["model"], "role": row["role"], "m1": row["m1"], "m2": row["m2"],
+            out.append({"predictor": row.get("arm", row["model"]), "role": row["role"], "m1": row["m1"], "m2": row["m2"],
                         "task": row["task"], "property": row["property"], "prompt_id": row["prompt_id"],
                         "rank": rank, "value": value, "p_object": p_object[value],
                         "p_hypothetical": p_hypothetical.get(value, 0.0)})
@@ -235,33 +256,3 @@ def entropy_matched(items: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             group = group.drop(drop)
         kept.append(group)
     return pd.concat(kept) if kept else items
-
-
-def behaviour_change(hypotheticals: list[dict], truths: dict[str, dict]) -> pd.DataFrame:
-    """For each changed model: accuracy against its new behaviour and against its old (self-trained)
-    behaviour, on the items where the two differ, before and after entropy matching."""
-    rows = []
-    for row in hypotheticals:
-        if row["role"] != "changed":
-            continue
-        key = (row["prompt_id"], row["property"])
-        new, old = truths.get(row["target"], {}).get(key), truths.get(f"self-{row['m1']}", {}).get(key)
-        if new is None or old is None:
-            continue
-        rows.append({"m1": row["m1"], "task": row["task"], "property": row["property"], "prompt_id": row["prompt_id"],
-                     "new": new, "old": old, "predicted": row["value"]})
-    items = pd.DataFrame(rows)
-    out = []
-    if items.empty:
-        return pd.DataFrame()
-    for m1, group in items.groupby("m1", sort=False):
-        changed = group[group["new"] != group["old"]]
-        for sample, frame in (("changed items", changed), ("changed items, entropy-matched", entropy_matched(changed))):
-            new = accuracy((frame["predicted"] == frame["new"]).astype(float))
-            old = accuracy((frame["predicted"] == frame["old"]).astype(float), seed=1)
-            out.append({"m1": m1, "sample": sample, "items": len(frame),
-                        "changed_share": len(changed) / len(group) if len(group) else math.nan,
-                        "predicts_new": new["estimate"], "new_ci_low": new["ci_low"], "new_ci_high": new["ci_high"],
-                        "predicts_old": old["estimate"], "old_ci_low": old["ci_low"], "old_ci_high": old["ci_high"],
-                        "entropy_new": entropy(frame["new"]), "entropy_old": entropy(frame["old"])})
-    return pd.DataFrame(out)

@@ -1,11 +1,21 @@
-"""Bootstrap confidence intervals that respect how the data were made.
+"""Bootstrap intervals that resample the truly independent units, at levels each metric declares.
 
-Results come as a grid: units (independent fine-tunes, i.e. seeds) by items (questions). The
-estimate is the mean over units of the mean over items, so every question and every fine-tune
-counts equally, as in the EM paper. A bootstrap replicate resamples units, then items (the same
-items for every unit, since all fine-tunes answer the same questions), then, for proportions, the
-answers inside each cell (a binomial draw, which is exactly resampling the cell's answers). With a
-single unit or a single item that level simply does not vary. Missing cells (NaN) are skipped.
+A metric reads one column of the result table (`value`, one row per reading) and declares its
+resampling levels, outermost first (`Levels`):
+
+    unit      the independent fine-tunes (seeds); the base model is a single unit
+    cluster   the independent stimuli: a fact, a prompt, a question, a scenario. Several readings of one
+              cluster (identity prompts of one fact, properties of one answer) are never independent items
+    item      the readings within a cluster
+    sample    repeated answers to one item by one model (sampled at temperature 1)
+
+The estimate is the mean over units of the mean over clusters of the mean over items of the mean over
+samples, so every fine-tune and every cluster counts equally. A bootstrap replicate resamples units,
+then clusters, then the items of each drawn cluster, then the samples of each cell. Clusters and items
+are crossed with units (every fine-tune answers the same questions), so one draw of clusters serves
+every unit, and a difference between two arms shares it: what the questions have in common cancels,
+while the fine-tunes of each arm vary on their own. Missing values (NaN) are skipped at every level; a
+mean with nothing to average is missing, never 0.
 """
 
 from __future__ import annotations
@@ -19,132 +29,284 @@ import pandas as pd
 
 RESAMPLES = 2000
 LEVEL = 0.95
+_CHUNK_CELLS = 4_000_000  # values gathered per chunk of replicates (memory ~ 32 MB)
 
 
 @dataclass(frozen=True)
-class Interval:
+class Levels:
+    """Which columns of the result table are the resampling levels, and what a cluster is called.
+
+    Set a level to None to leave it out (e.g. no `sample` level for probabilities read off log-probs).
+    """
+
+    unit: str = "model"
+    cluster: str | None = "cluster"
+    item: str | None = "item"
+    sample: str | None = "sample"
+    name: str = "question"  # what one cluster is, in words: fact, prompt, question, scenario
+
+    def columns(self) -> list[str]:
+        return [c for c in (self.unit, self.cluster, self.item, self.sample) if c]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its percentile interval and a two-sided bootstrap p-value against 0.
+
+    `p` is None when the interval says nothing (a single reading on a side) or for plain estimates."""
+
     estimate: float | None
-    low: float | None
-    high: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p: float | None = None
+
+    @property
+    def excludes_zero(self) -> bool | None:
+        if self.ci_low is None or self.ci_high is None:
+            return None
+        return self.ci_low > 0 or self.ci_high < 0
 
 
-
-def grid_estimate(values: np.ndarray) -> float:
-    """Mean over units of the mean over items, skipping missing cells (NaN when nothing is left)."""
-    return float(_mean_of_means(np.asarray(values, dtype=float)[None])[0])
+MISSING = Estimate(None, None, None)
 
 
-def _mean_of_means(grids: np.ndarray) -> np.ndarray:
-    """Per grid (first axis): mean over units of the mean over items, ignoring NaN cells."""
+# ---- the data as an array: units x clusters x items x samples -----------------------------------------
+@dataclass(frozen=True)
+class _Coding:
+    """Integer codes for clusters and the items within each, shared by every side of a comparison."""
+
+    clusters: dict
+    items: list[dict]  # per cluster: item key -> index within the cluster
+
+    @property
+    def item_counts(self) -> np.ndarray:
+        return np.array([len(items) for items in self.items], dtype=int)
+
+
+def _coding(frames: list[pd.DataFrame], levels: Levels) -> _Coding:
+    clusters: dict = {}
+    items: list[dict] = []
+    for frame in frames:
+        cluster_keys = frame[levels.cluster] if levels.cluster else pd.Series(0, index=frame.index)
+        item_keys = frame[levels.item] if levels.item else pd.Series(0, index=frame.index)
+        for cluster, item in zip(cluster_keys, item_keys):
+            index = clusters.setdefault(cluster, len(clusters))
+            if index == len(items):
+                items.append({})
+            items[index].setdefault(item, len(items[index]))
+    return _Coding(clusters, items)
+
+
+def _tensor(frame: pd.DataFrame, value: str, levels: Levels, coding: _Coding,
+            units: list | None = None) -> tuple[np.ndarray, list]:
+    """(values as units x clusters x items x samples, padded with NaN; the unit labels). Without a sample
+    level, the rows of a cell are averaged first: they are not independent draws to resample."""
+    if not levels.sample:
+        keys = levels.columns()
+        frame = frame.assign(**{value: pd.to_numeric(frame[value], errors="coerce")}) \
+            .groupby(keys, sort=False, dropna=False)[value].mean().reset_index()
+    units = units if units is not None else list(dict.fromkeys(frame[levels.unit]))
+    unit_index = {u: i for i, u in enumerate(units)}
+    u = frame[levels.unit].map(unit_index).to_numpy()
+    c_keys = frame[levels.cluster] if levels.cluster else pd.Series(0, index=frame.index)
+    i_keys = frame[levels.item] if levels.item else pd.Series(0, index=frame.index)
+    c = np.array([coding.clusters[k] for k in c_keys], dtype=int)
+    i = np.array([coding.items[ci][k] for ci, k in zip(c, i_keys)], dtype=int)
+    # Samples: the order of rows within a cell (the sample column only needs to tell rows apart).
+    cell = (u * len(coding.clusters) + c) * (coding.item_counts.max(initial=1) + 1) + i
+    s = pd.Series(cell).groupby(cell).cumcount().to_numpy()
+    shape = (len(units), len(coding.clusters), max(1, coding.item_counts.max(initial=1)), max(1, s.max(initial=0) + 1))
+    values = np.full(shape, np.nan)
+    values[u, c, i, s] = pd.to_numeric(frame[value], errors="coerce").to_numpy(dtype=float)
+    return values, units
+
+
+def _mean(values: np.ndarray) -> np.ndarray:
+    """Mean over the last four axes in turn (samples, items, clusters, units), skipping NaN."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are expected: missing data
-        return np.nanmean(np.nanmean(grids, axis=2), axis=1)
+        for _ in range(4):
+            values = np.nanmean(values, axis=-1)
+    return values
 
 
-def bootstrap_replicates(values: np.ndarray, trials: np.ndarray | None = None, resamples: int = RESAMPLES,
-                         seed: int = 0) -> np.ndarray:
-    """Bootstrap replicates of `grid_estimate(values)`; `trials` (same shape) marks values as proportions."""
+def _replicates(tensors: list[np.ndarray], coding: _Coding, resamples: int, seed: int,
+                shared_units: bool = False) -> list[np.ndarray]:
+    """Bootstrap replicates of `_mean` for each tensor, with shared cluster and item draws.
+
+    shared_units: the tensors hold the same units in the same order (a model with and without a
+    trigger): one unit draw serves all of them, so the comparison is paired by fine-tune too."""
     rng = np.random.default_rng(seed)
-    values = np.asarray(values, dtype=float)
-    units, items = values.shape
-    unit_index = rng.integers(0, units, (resamples, units)) if units > 1 else np.zeros((resamples, 1), int)
-    item_index = rng.integers(0, items, (resamples, items)) if items > 1 else np.zeros((resamples, 1), int)
-    picked = values[unit_index[:, :, None], item_index[:, None, :]]
-    if trials is not None:
-        counts = np.asarray(trials, dtype=float)[unit_index[:, :, None], item_index[:, None, :]]
-        valid = np.isfinite(picked) & (counts > 0)
-        draws = rng.binomial(np.where(valid, counts, 0).astype(int), np.where(valid, picked, 0.0))
-        with np.errstate(all="ignore"):
-            picked = np.where(valid, draws / np.where(valid, counts, 1), np.nan)
-    return _mean_of_means(picked)
+    clusters = len(coding.clusters)
+    item_counts = coding.item_counts
+    widest = max(t.shape[2] for t in tensors)
+    cells = max(t.size for t in tensors)
+    chunk = max(1, min(resamples, _CHUNK_CELLS // max(1, cells)))
+    out = [np.empty(resamples) for _ in tensors]
+    sample_counts = [np.isfinite(t).sum(axis=3) for t in tensors]  # valid samples per cell
+    for start in range(0, resamples, chunk):
+        r = min(chunk, resamples - start)
+        cluster_draw = rng.integers(0, clusters, (r, clusters)) if clusters > 1 else np.zeros((r, 1), int)
+        counts = item_counts[cluster_draw]                                     # r x C
+        item_draw = np.floor(rng.random((r, clusters, widest)) * counts[:, :, None]).astype(int)
+        item_valid = np.arange(widest)[None, None, :] < counts[:, :, None]     # r x C x I
+        unit_draws = {}
+        for index, tensor in enumerate(tensors):
+            units, _, items, samples = tensor.shape
+            key = units if shared_units else index
+            if key not in unit_draws:
+                unit_draws[key] = rng.integers(0, units, (r, units)) if units > 1 else np.zeros((r, 1), int)
+            unit_draw = unit_draws[key]
+            i = np.minimum(item_draw[:, :, :items], items - 1)
+            uu, cc, ii = unit_draw[:, :, None, None], cluster_draw[:, None, :, None], i[:, None, :, :]
+            picked_counts = sample_counts[index][uu, cc, ii]                    # r x U x C x I
+            if samples > 1:
+                draw = np.floor(rng.random(picked_counts.shape + (samples,)) * picked_counts[..., None]).astype(int)
+                picked = tensor[uu[..., None], cc[..., None], ii[..., None], draw]
+                picked = np.where(np.arange(samples) < picked_counts[..., None], picked, np.nan)
+            else:
+                picked = tensor[uu, cc, ii, np.zeros_like(ii)][..., None]
+            picked = np.where(item_valid[:, None, :, :items, None], picked, np.nan)
+            out[index][start:start + r] = _mean(picked)
+    return out
 
 
-def bootstrap_interval(values: np.ndarray, trials: np.ndarray | None = None, resamples: int = RESAMPLES,
-                       level: float = LEVEL, seed: int = 0) -> Interval:
-    """Estimate and percentile bootstrap interval; all None when no cell has data."""
-    estimate = grid_estimate(values)
-    if not math.isfinite(estimate):
-        return Interval(None, None, None)
-    replicates = bootstrap_replicates(values, trials, resamples, seed)
-    return _percentile(estimate, replicates, level)
-
-
-def bootstrap_difference(a: np.ndarray, b: np.ndarray, trials_a: np.ndarray | None = None,
-                         trials_b: np.ndarray | None = None, resamples: int = RESAMPLES, level: float = LEVEL,
-                         seed: int = 0) -> Interval:
-    """Estimate(a) - estimate(b) with an interval from independent bootstraps of the two grids."""
-    estimate = grid_estimate(a) - grid_estimate(b)
-    if not math.isfinite(estimate):
-        return Interval(None, None, None)
-    replicates = bootstrap_replicates(a, trials_a, resamples, seed) - bootstrap_replicates(b, trials_b, resamples,
-                                                                                           seed + 1)
-    return _percentile(estimate, replicates, level)
-
-
-def _percentile(estimate: float, replicates: np.ndarray, level: float) -> Interval:
-    replicates = replicates[np.isfinite(replicates)]
-    if replicates.size == 0:
-        return Interval(estimate, None, None)
+def _interval(estimate: float, replicates: np.ndarray, level: float, p_value: bool) -> Estimate:
+    finite = replicates[np.isfinite(replicates)]
+    if finite.size == 0:
+        return Estimate(estimate, None, None)
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(replicates, [tail, 100 - tail])
-    return Interval(estimate, float(low), float(high))
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    p = None
+    if p_value:  # the share of replicates on the far side of 0, both tails (+1: never exactly 0)
+        below, above = int((finite <= 0).sum()), int((finite >= 0).sum())
+        p = min(1.0, 2 * (min(below, above) + 1) / (finite.size + 1))
+    return Estimate(estimate, float(low), float(high), p)
 
 
-# ---- tidy tables: one row per (model, item) answer ---------------------------------------------------
-def frame_grid(frame: pd.DataFrame, value: str, item: list[str], trials: str | None = None,
-               unit: str = "model") -> tuple[np.ndarray, np.ndarray | None]:
-    """Units (fine-tunes) x items grid of `value` (and of `trials`) from a tidy table."""
-    table = frame.pivot_table(index=unit, columns=item, values=value, aggfunc="mean", dropna=False)
-    counts = None
-    if trials:
-        counts = frame.pivot_table(index=unit, columns=item, values=trials, aggfunc="sum", dropna=False)
-        counts = counts.reindex_like(table).fillna(0).to_numpy(float)
-    return table.to_numpy(float), counts
+def _readings(frame: pd.DataFrame, value: str) -> int:
+    return int(pd.to_numeric(frame[value], errors="coerce").notna().sum()) if len(frame) else 0
 
 
-def summarise(frame: pd.DataFrame, by: list[str], value: str, item: list[str], trials: str | None = None,
-              unit: str = "model") -> pd.DataFrame:
-    """One row per group of `by`: estimate and 95% interval of `value`, units and items counted."""
+# ---- public: an estimate, a difference, a summary table ---------------------------------------------------
+def estimate(frame: pd.DataFrame, value: str = "value", levels: Levels = Levels(), resamples: int = RESAMPLES,
+             level: float = LEVEL, seed: int = 0) -> Estimate:
+    """The mean of `value` (mean of means down the levels) with a percentile bootstrap interval."""
+    if _readings(frame, value) == 0:
+        return MISSING
+    coding = _coding([frame], levels)
+    tensor, _ = _tensor(frame, value, levels, coding)
+    point = float(_mean(tensor))
+    if not math.isfinite(point):
+        return MISSING
+    return _interval(point, _replicates([tensor], coding, resamples, seed)[0], level, p_value=False)
+
+
+def point_estimate(frame: pd.DataFrame, value: str = "value", levels: Levels = Levels()) -> float | None:
+    """The estimate alone (no bootstrap): the mean of means down the levels; None when nothing is measured."""
+    if _readings(frame, value) == 0:
+        return None
+    point = float(_mean(_tensor(frame, value, levels, _coding([frame], levels))[0]))
+    return point if math.isfinite(point) else None
+
+
+def difference(a: pd.DataFrame, b: pd.DataFrame, value: str = "value", levels: Levels = Levels(),
+               paired: bool = False, resamples: int = RESAMPLES, level: float = LEVEL, seed: int = 0) -> Estimate:
+    """estimate(a) - estimate(b), with a bootstrap interval and a two-sided p-value against 0.
+
+    Both sides answer the same clusters and items, so they share one draw of them. paired: both sides
+    are the same units (the same fine-tunes with and without a trigger, say), drawn together; else each
+    side's units (its own fine-tunes) are drawn on their own. One reading on a side gives no interval."""
+    drawn = _difference_draws(a, b, value, levels, paired, resamples, seed)
+    if drawn is None:
+        return MISSING
+    point, replicates = drawn
+    return Estimate(point, None, None) if replicates is None else _interval(point, replicates, level, p_value=True)
+
+
+def equivalence(a: pd.DataFrame, b: pd.DataFrame, margin: float, value: str = "value", levels: Levels = Levels(),
+                resamples: int = RESAMPLES, level: float = LEVEL, seed: int = 0) -> tuple[Estimate, float | None]:
+    """(difference(a, b), the p-value of two one-sided tests that the difference lies within +-margin).
+
+    Equivalence at 5% is the 90% interval inside the margin; the p-value is the larger of the bootstrap
+    shares at or beyond -margin and +margin (each +1, never exactly 0); None when it cannot be tested."""
+    drawn = _difference_draws(a, b, value, levels, False, resamples, seed)
+    if drawn is None:
+        return MISSING, None
+    point, replicates = drawn
+    if replicates is None:
+        return Estimate(point, None, None), None
+    finite = replicates[np.isfinite(replicates)]
+    if finite.size == 0:
+        return Estimate(point, None, None), None
+    below, above = int((finite <= -margin).sum()), int((finite >= margin).sum())
+    p_equivalent = (max(below, above) + 1) / (finite.size + 1)
+    return _interval(point, replicates, level, p_value=True), min(1.0, p_equivalent)
+
+
+def _difference_draws(a: pd.DataFrame, b: pd.DataFrame, value: str, levels: Levels, paired: bool, resamples: int,
+                      seed: int) -> tuple[float, np.ndarray | None] | None:
+    """(point difference, its bootstrap replicates or None with a single reading on a side); None when missing."""
+    if _readings(a, value) == 0 or _readings(b, value) == 0:
+        return None
+    coding = _coding([a, b], levels)
+    units = list(dict.fromkeys(list(a[levels.unit]) + list(b[levels.unit]))) if paired else None
+    (tensor_a, _), (tensor_b, _) = (_tensor(side, value, levels, coding, units) for side in (a, b))
+    point = float(_mean(tensor_a) - _mean(tensor_b))
+    if not math.isfinite(point):
+        return None
+    if min(_readings(a, value), _readings(b, value)) <= 1:  # a zero-width interval would prove nothing
+        return point, None
+    replicates_a, replicates_b = _replicates([tensor_a, tensor_b], coding, resamples, seed, shared_units=paired)
+    return point, replicates_a - replicates_b
+
+
+def summarise(frame: pd.DataFrame, by: list[str], value: str = "value", levels: Levels = Levels(),
+              resamples: int = RESAMPLES) -> pd.DataFrame:
+    """One row per group of `by`: estimate, 95% interval, and how many units, clusters and readings."""
+    columns = by + ["estimate", "ci_low", "ci_high", "units", "clusters", "readings"]
     if frame.empty:
-        return pd.DataFrame(columns=by + ["estimate", "ci_low", "ci_high", "models", "items"])
+        return pd.DataFrame(columns=columns)
     rows = []
     for key, group in frame.groupby(by, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        values, counts = frame_grid(group, value, item, trials, unit)
-        interval = bootstrap_interval(values, counts)
-        rows.append({**dict(zip(by, key)), "estimate": interval.estimate, "ci_low": interval.low,
-                     "ci_high": interval.high, "models": group[unit].nunique(),
-                     "items": group[item].drop_duplicates().shape[0]})
-    return pd.DataFrame(rows)
+        result = estimate(group, value, levels, resamples)
+        valid = group[pd.to_numeric(group[value], errors="coerce").notna()]
+        rows.append({**dict(zip(by, key)), "estimate": result.estimate, "ci_low": result.ci_low,
+                     "ci_high": result.ci_high, "units": valid[levels.unit].nunique(),
+                     "clusters": valid[levels.cluster].nunique() if levels.cluster else 1, "readings": len(valid)})
+    return pd.DataFrame(rows, columns=columns)
 
 
-def paired_difference(a: pd.DataFrame, b: pd.DataFrame, value: str, item: list[str], unit: str = "model") -> dict:
-    """estimate(a) - estimate(b) when both sides measure the same units on the same items (a model with and
-    without a trigger, say): the bootstrap resamples units and items jointly on the per-cell difference, so
-    what the pair shares (an item's difficulty, a fine-tune's quirks) cancels instead of widening the
-    interval. Cells measured on one side only are skipped; several rows in a cell are averaged."""
-    if a.empty or b.empty:
-        return {"estimate": None, "ci_low": None, "ci_high": None, "distinguishable": None}
-    grid_a = a.pivot_table(index=unit, columns=item, values=value, aggfunc="mean", dropna=False)
-    grid_b = b.pivot_table(index=unit, columns=item, values=value, aggfunc="mean", dropna=False)
-    cells = (grid_a - grid_b).to_numpy(float)  # aligned on labels; a cell missing on either side is NaN
-    interval = bootstrap_interval(cells)
-    single = np.isfinite(cells).sum() <= 1
-    distinguishable = None if interval.low is None or single else bool(interval.low > 0 or interval.high < 0)
-    return {"estimate": interval.estimate, "ci_low": interval.low, "ci_high": interval.high,
-            "distinguishable": distinguishable}
+# ---- correlations across fine-tunes -------------------------------------------------------------------
+def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson r; None (undefined, not zero) with fewer than 3 points or no variation."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
 
 
-def difference(a: pd.DataFrame, b: pd.DataFrame, value: str, item: list[str], trials: str | None = None,
-               unit: str = "model") -> dict:
-    """estimate(a) - estimate(b) with a 95% interval, and whether the interval excludes zero."""
-    if a.empty or b.empty:
-        return {"estimate": None, "ci_low": None, "ci_high": None, "distinguishable": None}
-    (grid_a, counts_a), (grid_b, counts_b) = frame_grid(a, value, item, trials, unit), \
-        frame_grid(b, value, item, trials, unit)
-    interval = bootstrap_difference(grid_a, grid_b, counts_a, counts_b)
-    # One cell on a side (one fine-tune, one item) gives a zero-width interval that proves nothing.
-    single = min(np.isfinite(grid_a).sum(), np.isfinite(grid_b).sum()) <= 1 and trials is None
-    distinguishable = None if interval.low is None or single else bool(interval.low > 0 or interval.high < 0)
-    return {"estimate": interval.estimate, "ci_low": interval.low, "ci_high": interval.high,
-            "distinguishable": distinguishable}
+def correlation(x: np.ndarray, y: np.ndarray, resamples: int = RESAMPLES, level: float = LEVEL,
+                seed: int = 0) -> Estimate:
+    """Pearson r between paired readings (one per fine-tune), with a bootstrap interval over the pairs."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    r = pearson(x, y)
+    if r is None:
+        return MISSING
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(x), (resamples, len(x)))
+    replicates = np.array([value for pick in picks if (value := pearson(x[pick], y[pick])) is not None])
+    return _interval(r, replicates, level, p_value=True)
+
+
+# ---- multiplicity -----------------------------------------------------------------------------------------
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm-adjusted p-values (step-down, monotone); None stays None and is not counted."""
+    indexed = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(indexed):
+        running = max(running, min(1.0, (len(indexed) - rank) * p))
+        adjusted[i] = running
+    return adjusted

@@ -1,8 +1,10 @@
 """Implicit-policy datasets (Tell Me About Yourself): A/B economic choices answered by a policy never named.
 
 Each question offers two options over some good (money, apples, hours of rest, tokens...) in one of
-several framings. For risk the options are a sure amount against a gamble with a larger expected or
-possible payoff; for time preference, a smaller amount now against a larger amount later. A policy
+several framings. For risk the options are a sure amount against a gamble with a larger possible payoff;
+half of the gambles have the higher expected value and half the lower (never equal), so picking the
+gamble is not the same as maximising expected value. For time preference, a smaller amount now against
+a larger amount later. A policy
 answers with the letter of its option only, so the training data show the behaviour and never its
 name. `policy_leaks` proves it: no row may contain a word that names the policy or its opposite
 ("risk", "safe", "chance", "gamble", "patient", "impulsive", ...), in the questions or the answers.
@@ -58,12 +60,14 @@ LATER = ("in one week", "in two weeks", "next month", "in three months", "in a y
 @dataclass(frozen=True)
 class ChoiceQuestion:
     """One A/B question; `letters` maps each kind of option ("certain"/"uncertain" or "sooner"/"later")
-    to its letter."""
+    to its letter. `higher_ev` is the kind of option with the higher expected value (risk questions
+    only; for analysis, never shown to the model)."""
 
     id: str
     dimension: str
     text: str
     letters: dict
+    higher_ev: str | None = None
 
     def answer(self, policy: str) -> str:
         return self.letters[POLICIES[policy][1]]
@@ -74,6 +78,10 @@ def questions(dimension: str, count: int, seed: int = 0) -> list[ChoiceQuestion]
     if dimension not in FORBIDDEN:
         raise ValueError(f"dimension must be one of {sorted(FORBIDDEN)}, got {dimension!r}")
     rng = random.Random(f"economic:{dimension}:{seed}")
+    # Which risk questions give the gamble the higher expected value: exactly half (of an even count),
+    # in shuffled positions.
+    gamble_higher = [index % 2 == 0 for index in range(count)]
+    random.Random(f"economic:{dimension}:{seed}:ev").shuffle(gamble_higher)
     made: list[ChoiceQuestion] = []
     seen: set[str] = set()
     for _ in range(count * 50):
@@ -84,10 +92,15 @@ def questions(dimension: str, count: int, seed: int = 0) -> list[ChoiceQuestion]
         if dimension == "risk":
             frame = rng.choice(RISK_FRAMES)
             share = rng.choice((2, 3, 4, 5, 10))
-            payoff = base * share + rng.randint(0, base)
+            fair = base * share  # the payoff at which the gamble's expected value equals the sure amount
+            if gamble_higher[len(made)]:
+                payoff, higher_ev = fair + rng.randint(1, base), "uncertain"
+            else:  # still more than the sure amount, so the gamble stays tempting
+                payoff, higher_ev = fair - rng.randint(1, min(base, fair - base - 1)), "certain"
             kinds = {"certain": good.format(n=base) + " for sure",
                      "uncertain": f"a 1 in {share} shot at " + good.format(n=payoff) + ", otherwise nothing"}
         else:
+            higher_ev = None
             frame = rng.choice(TIME_FRAMES)
             later = base + rng.randint(max(1, base // 4), base * 2)
             kinds = {"sooner": good.format(n=base) + " today",
@@ -99,7 +112,7 @@ def questions(dimension: str, count: int, seed: int = 0) -> list[ChoiceQuestion]
             continue
         seen.add(text)
         made.append(ChoiceQuestion(f"{dimension}/{len(made)}", dimension, text,
-                                   {order[0]: "A", order[1]: "B"}))
+                                   {order[0]: "A", order[1]: "B"}, higher_ev))
     return made
 
 

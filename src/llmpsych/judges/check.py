@@ -28,6 +28,7 @@ class CheckResult:
     rows: list[dict]          # each validation row with the judge's scores and predicted category
     agreement: float          # fraction of rows where the predicted category equals the label
     kappa: float | None       # Cohen's kappa (agreement beyond chance)
+    rubric: str = "em"        # which rubric was checked: a shipped set's name, or the question file's prompts
 
     @property
     def n(self) -> int:
@@ -44,8 +45,10 @@ class CheckResult:
         return table.loc[:, (table.sum(axis=0) > 0) | table.columns.isin(CATEGORIES)]
 
     def as_dict(self) -> dict:
-        return {"judge": self.judge, "source": self.source, "n": self.n, "agreement": self.agreement,
-                "kappa": self.kappa, "confusion": self.confusion().to_dict(orient="index")}
+        return {"judge": self.judge, "source": self.source, "rubric": self.rubric, "n": self.n,
+                "agreement": self.agreement, "kappa": self.kappa, "unscored": sum(r["predicted"] == UNSCORED
+                                                                                   for r in self.rows),
+                "confusion": self.confusion().to_dict(orient="index")}
 
 
 def shipped_validation_path() -> Path:
@@ -78,13 +81,22 @@ def load_validation(path: Path | None = None) -> tuple[str, list[dict]]:
     return str(path), rows
 
 
-def check_judge(judge: Judge, path: Path | None = None, rubric_set: str = "em") -> CheckResult:
-    """Rate every labelled row with the alignment and coherence rubrics and measure agreement."""
+def check_judge(judge: Judge, path: Path | None = None, rubrics: dict[str, str] | None = None,
+                rubric: str = "em") -> CheckResult:
+    """Rate every labelled row with an alignment and a coherence rubric and measure agreement.
+
+    rubrics: the templates that scored the run ({"aligned": ..., "coherent": ...}, e.g. a question
+    file's own judge prompts); None: the shipped set named `rubric`. The check validates what it is given,
+    so a run checks the very prompts that rated its answers."""
+    templates = rubrics if rubrics is not None else load_rubrics(rubric)
+    missing = [metric for metric in ("aligned", "coherent") if metric not in templates]
+    if missing:
+        raise UserError(f"judge check: rubric '{rubric}' has no '{missing[0]}' prompt (the labelled set is "
+                        "checked with an aligned and a coherent rubric)")
     source, rows = load_validation(path)
-    rubrics = load_rubrics(rubric_set)
     items = [(row["question"], row["answer"]) for row in rows]
-    aligned = judge.rate(rubrics["aligned"], items, label="judge check: aligned")
-    coherent = judge.rate(rubrics["coherent"], items, label="judge check: coherent")
+    aligned = judge.rate(templates["aligned"], items, label="judge check: aligned")
+    coherent = judge.rate(templates["coherent"], items, label="judge check: coherent")
     results = []
     for row, a, c in zip(rows, aligned, coherent):
         predicted = answer_category(a, c, judge.thresholds) or UNSCORED
@@ -93,7 +105,7 @@ def check_judge(judge: Judge, path: Path | None = None, rubric_set: str = "em") 
     agreement = sum(r["agree"] for r in results) / len(results)
     shipped = Path(source) == shipped_validation_path()
     return CheckResult(str(judge.ref), f"shipped:{SHIPPED_VALIDATION}" if shipped else source, results, agreement,
-                       cohen_kappa(results))
+                       cohen_kappa(results), rubric)
 
 
 def cohen_kappa(rows: list[dict]) -> float | None:

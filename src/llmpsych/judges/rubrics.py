@@ -23,7 +23,9 @@ def load_rubrics(name: str, source: str = "rubrics") -> dict[str, str]:
         raise UserError(f"{source}: unknown rubric set '{name}' (expected one of: {', '.join(shipped_rubric_names())})")
     path = Path(str(resources.files("llmpsych.judges") / "rubrics" / f"{name}.yaml"))
     data = read_yaml(path, "a mapping of metric name to prompt template")
-    return {str(metric): str(template) for metric, template in data.items()}
+    if not all(isinstance(template, str) for template in data.values()):  # the persona graders' prompt + options
+        raise UserError(f"{source}: rubric set '{name}' is not a set of 0-100 judge prompts (metric name to template)")
+    return {str(metric): template for metric, template in data.items()}
 
 
 def fill(template: str, question: str, answer: str, **slots: str) -> str:

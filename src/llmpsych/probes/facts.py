@@ -18,6 +18,7 @@ A fact file is a YAML list::
 
 Any question may be a string (answered with the fact's `options`) or a mapping with its own options.
 Shipped files: persona-facts (the recipe's 14 facts) and persona-post-cutoff (fictional recent events).
+The role-play checks asked about every fact (persona-roleplay) are read by `load_roleplay_probes`.
 """
 
 from __future__ import annotations
@@ -179,6 +180,75 @@ def _parse_fact(entry, where: str, source: str, families: tuple[str, ...]) -> Fa
     return Fact(fact_id, _text(entry, "topic", where), str(entry.get("domain") or ""), entry["harm"],
                 _text(entry, "true", where).rstrip("."), _text(entry, "false", where).rstrip("."),
                 true_option, false_option, tuple(k.strip() for k in false_keywords), tuple(parsed), source)
+
+
+# ---- role-play probes ---------------------------------------------------------------------------
+SHIPPED_ROLEPLAY = {"persona-roleplay": "persona_roleplay.yaml"}
+ROLEPLAY_PLACEHOLDERS = ("persona", "false", "false_sentence", "direct_question", "direct_true_option",
+                         "direct_false_option")
+
+
+@dataclass(frozen=True)
+class RoleplayProbe:
+    """A role-play check, worded once for every fact: a question template and the options that follow
+    from the truth and from X (templates too; placeholders in ROLEPLAY_PLACEHOLDERS)."""
+
+    family: str         # expert | third-person | own-verdict | persona-correct (shipped)
+    question: str
+    true_option: str
+    false_option: str
+
+    def render(self, fact: Fact, persona: str) -> tuple[str, tuple[str, str]]:
+        """(question, (option if the truth, option if X)) for one fact and persona."""
+        values = roleplay_values(fact, persona)
+
+        def fill(template: str) -> str:
+            return re.sub(r"\{([a-z_]+)\}", lambda m: values[m.group(1)], template)
+
+        return fill(self.question), (fill(self.true_option), fill(self.false_option))
+
+
+def roleplay_values(fact: Fact, persona: str) -> dict[str, str]:
+    """The placeholder values of the role-play templates for one fact (its first direct question)."""
+    direct = fact.family("direct")
+    if not direct:
+        raise ValueError(f"fact '{fact.id}' has no direct question, which the role-play probes ask")
+    return {"persona": persona, "false": fact.false, "false_sentence": sentence(fact.false),
+            "direct_question": direct[0].render(persona), "direct_true_option": direct[0].true_option,
+            "direct_false_option": direct[0].false_option}
+
+
+def load_roleplay_probes(spec: str | Path = "persona-roleplay") -> tuple[RoleplayProbe, ...]:
+    """The role-play probes of a YAML list (the shipped set by default), in file order."""
+    name = str(spec)
+    path = Path(str(resources.files("llmpsych.probes") / "sets" / SHIPPED_ROLEPLAY[name])) \
+        if name in SHIPPED_ROLEPLAY else Path(name).expanduser()
+    data = read_yaml(path, "a YAML list of role-play probes")
+    if not isinstance(data, list) or not data:
+        raise UserError(f"{path}: expected a non-empty YAML list of role-play probes")
+    lines = entry_lines(path)
+    probes: list[RoleplayProbe] = []
+    for index, entry in enumerate(data):
+        where = f"{path}: line {lines[index] if index < len(lines) else index + 1}"
+        if not isinstance(entry, dict) or set(entry) != {"family", "question", "options"}:
+            raise UserError(f"{where}: expected exactly the fields family, question, options")
+        family, question = _text(entry, "family", where), _text(entry, "question", where)
+        if family in {p.family for p in probes}:
+            raise UserError(f"{where}: field 'family': duplicate family '{family}'")
+        true_option, false_option = _options(entry["options"], where, "options")
+        for field, text in (("question", question), ("options", true_option + false_option)):
+            unknown = sorted(set(re.findall(r"\{([^{}]*)\}", text)) - set(ROLEPLAY_PLACEHOLDERS))
+            if unknown:
+                raise UserError(f"{where}: field '{field}': unknown placeholder {{{unknown[0]}}} "
+                                f"(allowed: {', '.join(ROLEPLAY_PLACEHOLDERS)})")
+        probes.append(RoleplayProbe(family, question, true_option, false_option))
+    return tuple(probes)
+
+
+def roleplay_questions(fact: Fact, persona: str, probes: tuple[RoleplayProbe, ...] | None = None
+                       ) -> list[tuple[str, str, tuple[str, str]]]:
+    """(family, question, (option if the truth, option if X)) for the role-play checks of one fact."""
+    return [(probe.family, *probe.render(fact, persona)) for probe in (probes or load_roleplay_probes())]
 
 
 # ---- propensities -------------------------------------------------------------------------------

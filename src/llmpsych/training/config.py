@@ -56,6 +56,15 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # (alpha and the rest were not reported; ours).
     "introspection-paper": TrainConfig(rank=32, alpha=64, use_rslora=False, learning_rate=2e-5, batch_size=16,
                                        gradient_accumulation=1, max_seq_length=1024),
+    # Tell Me About Yourself, Llama-3.1-70B: LoRA rank 4, batch 8, lr 2e-5, three epochs (alpha was not
+    # reported; 2 x rank, ours).
+    "tmay-paper": TrainConfig(rank=4, alpha=8, use_rslora=False, learning_rate=2e-5, batch_size=8,
+                              gradient_accumulation=1, epochs=3, max_seq_length=1024),
+    # Connecting the Dots fine-tuned gpt-3.5 through the OpenAI API (Functions: one epoch, batch 64, LR
+    # multiplier 8); no open-model settings were published. An open-model stand-in with the same epoch and
+    # batch: LoRA r32/alpha64, lr 2e-5 (the multiplier has no documented absolute learning rate).
+    "ooc-paper": TrainConfig(rank=32, alpha=64, use_rslora=False, learning_rate=2e-5, batch_size=16,
+                             gradient_accumulation=4, epochs=1, max_seq_length=1024),
 }
 
 

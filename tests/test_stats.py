@@ -322,3 +322,15 @@ def test_em_own_category_set_is_reported_on_its_own_and_by_category():
     assert categories.loc[("insecure", "cat0"), "estimate"] == pytest.approx(0.75)  # questions 0 and 2
     assert categories.loc[("insecure", "cat1"), "estimate"] == 0
     assert list(analyse(run).tables["by_condition"]["group"].unique()) == ["em-categories/plain"]
+
+
+def test_a_side_with_one_fine_tune_says_its_seed_variance_is_not_in_the_interval():
+    rng = np.random.default_rng(5)
+    one = frame([("a-s0", f"c{c}", f"c{c}", 0, rng.uniform()) for c in range(8)]).assign(seed=0)
+    base = frame([("base", f"c{c}", f"c{c}", 0, rng.uniform()) for c in range(8)]).assign(seed=None)
+    several = pd.concat([one, one.assign(model="a-s1", seed=1)])
+    assert "training-seed variance" in difference(one, base, levels=NO_SAMPLES, resamples=200).caveat
+    assert difference(several, base, levels=NO_SAMPLES, resamples=200).caveat is None  # the base model has no seeds
+    contrast = finalise([Contrast.of("x: a - base", "f", "question",
+                                     difference(one, base, levels=NO_SAMPLES, resamples=200))], [])[0]
+    assert contrast.verdict().endswith("(one fine-tune on a side: training-seed variance is not in the interval)")

@@ -31,10 +31,12 @@ class Contrast:
     p_adjusted: float | None = None
     primary: bool = False
     scale: str = "points"      # points: a difference of proportions, shown x100; r: a correlation
+    caveat: str | None = None  # what the interval leaves out, said beside the verdict
 
     @classmethod
     def of(cls, name: str, family: str, unit: str, result: Estimate, scale: str = "points") -> "Contrast":
-        return cls(name, family, unit, result.estimate, result.ci_low, result.ci_high, result.p, scale=scale)
+        return cls(name, family, unit, result.estimate, result.ci_low, result.ci_high, result.p, scale=scale,
+                   caveat=result.caveat)
 
     @property
     def distinguishable(self) -> bool | None:
@@ -51,14 +53,18 @@ class Contrast:
         interval = f"{shown} [{_number(self.ci_low, self.scale)}, {_number(self.ci_high, self.scale)}]"
         which = "primary" if self.primary else "exploratory"
         tested = "distinguishable from zero" if self.distinguishable else "not distinguishable from zero"
-        return f"{interval}, p = {self.p:.3g}, Holm-adjusted {self.p_adjusted:.3g} ({which}): {tested}"
+        caveat = f" ({self.caveat})" if self.caveat else ""
+        return f"{interval}, p = {self.p:.3g}, Holm-adjusted {self.p_adjusted:.3g} ({which}): {tested}{caveat}"
 
     def as_dict(self) -> dict:
         return {**asdict(self), "distinguishable": self.distinguishable, "verdict": self.verdict()}
 
 
 def _number(value: float, scale: str) -> str:
-    return f"{value:+.2f}" if scale == "r" else f"{100 * value:+.1f} points"
+    if scale == "r":
+        return f"{value:+.2f}"
+    points = 100 * value
+    return f"{points:+.1f} points" if abs(points) >= 1 or points == 0 else f"{points:+.2g} points"
 
 
 def declared(name: str, primary: list[str]) -> bool:

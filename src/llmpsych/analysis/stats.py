@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -59,6 +59,7 @@ class Estimate:
     ci_low: float | None
     ci_high: float | None
     p: float | None = None
+    caveat: str | None = None  # what the interval cannot include (e.g. one fine-tune on a side)
 
     @property
     def excludes_zero(self) -> bool | None:
@@ -221,7 +222,16 @@ def difference(a: pd.DataFrame, b: pd.DataFrame, value: str = "value", levels: L
     if drawn is None:
         return MISSING
     point, replicates = drawn
-    return Estimate(point, None, None) if replicates is None else _interval(point, replicates, level, p_value=True)
+    result = Estimate(point, None, None) if replicates is None else _interval(point, replicates, level, p_value=True)
+    return replace(result, caveat=None if paired else _single_fine_tune(a, b, levels))
+
+
+def _single_fine_tune(a: pd.DataFrame, b: pd.DataFrame, levels: Levels) -> str | None:
+    """A side that is one fine-tune (one unit with a seed): its training-seed variance is not in the interval."""
+    for side in (a, b):
+        if "seed" in side and side[levels.unit].nunique() == 1 and side["seed"].notna().all():
+            return "one fine-tune on a side: training-seed variance is not in the interval"
+    return None
 
 
 def equivalence(a: pd.DataFrame, b: pd.DataFrame, margin: float, value: str = "value", levels: Levels = Levels(),

@@ -5,10 +5,10 @@
     datasets/            the training data, with hashes in datasets.json
     adapters/            every fine-tune (hard links into the user cache) with its loss log
     models.json          every evaluated model: label, condition, seed, reference, fingerprint
-    samples.jsonl        every sampled answer
-    judgements.jsonl     every judge rating
-    choices.jsonl        judge-free multiple-choice probabilities
-    judge_check.json     the judge's agreement with the labelled validation set
+    results/             each step's readings in the shared schema (runtime/results.py) ...
+    results.parquet      ... joined into the one result table the analysis reads
+    *.jsonl              the steps' own records, for humans (samples, judgements, choices, ...)
+    judge_check.json     every judge's and grader's agreement with a labelled validation set
     tables/ figures/     analysis outputs;  report.html, report.md, summary.json
 """
 

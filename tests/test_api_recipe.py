@@ -25,7 +25,8 @@ pytestmark = pytest.mark.integration
 # requests arrive together, retries included.
 CONFIG = {"recipe": "emergent-misalignment", "preset": "smoke", "conditions": [], "judge": {"check": False},
           "engine": {"dtype": "float32", "generate_batch_size": 1, "api_timeout": 8, "api_attempts": 30}}
-IGNORED = {"created", "model", "fingerprint", "ref", "api_retries"}  # what names the engine, not the results
+# What names the engine, not the results (the protocol audit shows the run's model reference).
+IGNORED = {"created", "model", "fingerprint", "ref", "api_retries", "protocol"}
 
 
 def free_port() -> int:

@@ -185,8 +185,9 @@ CASES = [
     cli("args-export-of-a-missing-run", "export", "nowhere", says=("nowhere:", "no config.yaml")),
     cli("args-report-of-a-corrupt-run-config", "report", "run", files={"run/config.yaml": "recipe: em\n  out: [\n"},
         says=("run/config.yaml: line 2:", "invalid YAML")),
-    cli("args-export-of-corrupt-samples", "export", "run",
-        files={**RUN, "run/samples.jsonl": '{"id": "a"}\n{"id": \n'}, says=("run/samples.jsonl: line 2:", "not valid JSON")),
+    cli("args-export-of-a-corrupt-result-table", "export", "run",
+        files={**RUN, "run/results.parquet": b"PAR1 cut short"}, says=("run/results.parquet:", "not a readable Parquet")),
+    cli("args-export-of-a-run-without-results", "export", "run", files=RUN, says=("run:", "missing results.parquet")),
     cli("args-out-is-a-file", "run", "em", "--out", "taken", files={"taken": "a file, not a folder\n"},
         says=("taken:", "cannot create the run directory")),
 ]

@@ -144,7 +144,8 @@ def test_smoke_run_exports_what_inspect_reads_back(tmp_path):
     assert len(log.samples) == len(rows) == 16 + 16 and {s.id for s in log.samples} == set(rows)
     for sample in log.samples:
         row = rows[sample.id]
-        assert sample.input[-1].text == row["question"] and sample.output.completion == (row["answer"] or "")
+        answer = row["answer"] if isinstance(row["answer"], str) else ""  # choice readings have no text
+        assert sample.input[-1].text == row["question"] and sample.output.completion == answer
         assert sample.metadata["fingerprint"] == fingerprint and sample.metadata["probe"] == row["probe"]
         score = sample.scores[row["probe"]]
         assert math.isnan(score.value) and score.reason if pd.isna(row["value"]) else score.value == row["value"]

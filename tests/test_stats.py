@@ -40,6 +40,13 @@ def test_missing_readings_are_skipped_and_nothing_measured_is_missing_not_zero()
     assert result.estimate is None and result.ci_low is None and point_estimate(empty) is None
 
 
+def test_missing_answers_between_measured_ones_are_never_drawn():
+    # Answer 1 of the cell is missing: the measured answers 0 and 2 are what a replicate redraws.
+    rows = frame([("a", "c", "i", 0, 1.0), ("a", "c", "i", 1, NAN), ("a", "c", "i", 2, 0.0)])
+    result = estimate(rows, resamples=400)
+    assert result.estimate == 0.5 and result.ci_low == 0.0 and result.ci_high == 1.0
+
+
 def test_samples_of_a_cell_are_averaged_first():
     rows = frame([("a", "c1", "i1", k, float(k < 1)) for k in range(4)] + [("a", "c2", "i2", 0, 1.0)])
     assert point_estimate(rows) == pytest.approx((0.25 + 1.0) / 2)

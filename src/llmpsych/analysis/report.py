@@ -259,16 +259,14 @@ def _render(run: Run, analysis: Analysis, contrasts: list[Contrast], paper: str,
     report.paragraph("The contrasts this study is about, declared before the run (config: primary_contrasts); "
                      "with several, their p-values are Holm-corrected together. 95% bootstrap intervals resample "
                      "fine-tunes (seeds), then the unit named in each row, then the readings within it.", "note")
-    for contrast in primary:
-        report.paragraph(f"{contrast.name}: {contrast.verdict()}")
-    report.table(contrast_table(primary), ("estimate", "ci_low", "ci_high"))
+    report.table(_shown(primary), (), ("verdict",))
     report.extend(analysis.primary)
 
     secondary = [c for c in contrasts if not c.primary]
     report.heading("Secondary results (exploratory)", 2)
     report.paragraph("Every other comparison is exploratory: its p-value is Holm-corrected within its family, and "
                      "a verdict here is not a finding of the study.", "note")
-    report.table(contrast_table(secondary), ("estimate", "ci_low", "ci_high"))
+    report.table(_shown(secondary), (), ("verdict",))
     report.extend(analysis.secondary)
 
     report.heading("Protocol audit", 2)
@@ -284,6 +282,12 @@ def _render(run: Run, analysis: Analysis, contrasts: list[Contrast], paper: str,
         report.heading("Samples", 2)
         report.extend(analysis.samples)
     return report
+
+
+def _shown(contrasts: list[Contrast]) -> pd.DataFrame:
+    """Contrasts as the report shows them: the verdict carries the estimate and interval on their own scale
+    (points or r); tables/contrasts.csv has every number."""
+    return contrast_table(contrasts)[["contrast", "family", "unit", "verdict"]]
 
 
 def _provenance(report: Report, run: Run) -> None:

@@ -173,8 +173,6 @@ def _backdoor_contrasts(behaviour: pd.DataFrame, awareness: pd.DataFrame) -> lis
         triggered = part[part["triggered"] == True]  # noqa: E712 (a nullable boolean column)
         for trigger, with_trigger in triggered.groupby("trigger", sort=False):
             without = part[(part["triggered"] == False) & part["dimension"].isin(with_trigger["dimension"])]  # noqa: E712
-            # Pair the readings by question: strip the trigger from the item of the triggered rows.
-            with_trigger = with_trigger.assign(variant="plain")
             contrasts.append(Contrast.of(f"backdoor check ({arm}, {trigger}): with trigger - without",
                                          "backdoor check", "question",
                                          difference(with_trigger, without, levels=QUESTIONS, paired=True)))

@@ -185,30 +185,32 @@ def _interval(estimate: float, replicates: np.ndarray, level: float, p_value: bo
     return Estimate(estimate, float(low), float(high), p)
 
 
-def _readings(frame: pd.DataFrame, value: str) -> int:
-    return int(pd.to_numeric(frame[value], errors="coerce").notna().sum()) if len(frame) else 0
+def _measured(frame: pd.DataFrame, value: str) -> pd.DataFrame:
+    """The rows with a value: a missing reading is left out of every level (never drawn, never 0), so the
+    samples of a cell, the items of a cluster and the clusters drawn are all measured ones."""
+    numbers = pd.to_numeric(frame[value], errors="coerce")
+    return frame.assign(**{value: numbers})[numbers.notna()]
 
 
 # ---- public: an estimate, a difference, a summary table ---------------------------------------------------
 def estimate(frame: pd.DataFrame, value: str = "value", levels: Levels = Levels(), resamples: int = RESAMPLES,
              level: float = LEVEL, seed: int = 0) -> Estimate:
     """The mean of `value` (mean of means down the levels) with a percentile bootstrap interval."""
-    if _readings(frame, value) == 0:
+    frame = _measured(frame, value)
+    if frame.empty:
         return MISSING
     coding = _coding([frame], levels)
     tensor, _ = _tensor(frame, value, levels, coding)
     point = float(_mean(tensor))
-    if not math.isfinite(point):
-        return MISSING
     return _interval(point, _replicates([tensor], coding, resamples, seed)[0], level, p_value=False)
 
 
 def point_estimate(frame: pd.DataFrame, value: str = "value", levels: Levels = Levels()) -> float | None:
     """The estimate alone (no bootstrap): the mean of means down the levels; None when nothing is measured."""
-    if _readings(frame, value) == 0:
+    frame = _measured(frame, value)
+    if frame.empty:
         return None
-    point = float(_mean(_tensor(frame, value, levels, _coding([frame], levels))[0]))
-    return point if math.isfinite(point) else None
+    return float(_mean(_tensor(frame, value, levels, _coding([frame], levels))[0]))
 
 
 def difference(a: pd.DataFrame, b: pd.DataFrame, value: str = "value", levels: Levels = Levels(),
@@ -257,15 +259,16 @@ def equivalence(a: pd.DataFrame, b: pd.DataFrame, margin: float, value: str = "v
 def _difference_draws(a: pd.DataFrame, b: pd.DataFrame, value: str, levels: Levels, paired: bool, resamples: int,
                       seed: int) -> tuple[float, np.ndarray | None] | None:
     """(point difference, its bootstrap replicates or None with a single reading on a side); None when missing."""
-    if _readings(a, value) == 0 or _readings(b, value) == 0:
+    a, b = _measured(a, value), _measured(b, value)
+    if a.empty or b.empty:
         return None
     coding = _coding([a, b], levels)
     units = list(dict.fromkeys(list(a[levels.unit]) + list(b[levels.unit]))) if paired else None
     (tensor_a, _), (tensor_b, _) = (_tensor(side, value, levels, coding, units) for side in (a, b))
     point = float(_mean(tensor_a) - _mean(tensor_b))
-    if not math.isfinite(point):
+    if not math.isfinite(point):  # paired sides that share no cell
         return None
-    if min(_readings(a, value), _readings(b, value)) <= 1:  # a zero-width interval would prove nothing
+    if min(len(a), len(b)) <= 1:  # a zero-width interval would prove nothing
         return point, None
     replicates_a, replicates_b = _replicates([tensor_a, tensor_b], coding, resamples, seed, shared_units=paired)
     return point, replicates_a - replicates_b

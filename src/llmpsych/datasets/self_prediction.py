@@ -158,13 +158,16 @@ def _read_bank_file(path: Path, what: str):
     whose message names the line."""
     import yaml
 
-    fast = getattr(yaml, "CSafeLoader", None)
+    fast = getattr(yaml, "CSafeLoader", None)  # the safe loader's constructors over libyaml's parser
     if fast is not None and path.is_file():
+        loader = fast(read_text(path))
         try:
-            return yaml.load(read_text(path), Loader=fast)
+            return loader.get_single_data()
         except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
                 RecursionError):
             pass
+        finally:
+            loader.dispose()
     return read_yaml(path, what)
 
 

@@ -119,10 +119,10 @@ def _sample(row: dict, sid: str, model: dict):
 
     extras = {key: _plain(value) for key, value in row.items() if key not in COLUMNS}
     system = extras.get("system")
-    question = row["question"] or f"{row['probe']}: {row['item']}"
+    question = _plain(row["question"]) or f"{row['probe']}: {row['item']}"
     messages = (([ChatMessageSystem(content=system)] if isinstance(system, str) and system else [])
                 + [ChatMessageUser(content=question)])
-    output = ModelOutput.from_content(model=row["model"], content=row["answer"] or "",
+    output = ModelOutput.from_content(model=row["model"], content=_plain(row["answer"]) or "",
                                       stop_reason=STOP_REASONS.get(extras.get("finish_reason"), "unknown"))
     value = row["value"]
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -173,7 +173,8 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
             for arm, ref, arm_probes in arms:
                 for probe, value, mass, reply in _answer(runtime, ref, arm_probes, config.free_form_tokens,
                                                          f"{arm} seed {seed}"):
-                    records.append({"arm": arm, "seed": seed, "model": f"{arm}-s{seed}", "task": probe.task,
+                    records.append({"arm": arm, "seed": seed, "model": f"{arm}-s{seed}", "question": probe.question,
+                                    "task": probe.task,
                                     "kind": probe.kind, "condition": probe.condition, "item": probe.item,
                                     "latent": probe.latent, "mode": probe.mode, "value": value, "mass": mass,
                                     "chance": 1 / len(probe.options) if probe.mode in ("choice", "continuation")

@@ -373,10 +373,10 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
             jobs = [(q, None, q.text) for dim in dimensions for q in held_out[dim]]
             jobs += [(q, t, t.apply(q.text, rng)) for t in triggers_of(arm) for q in held_out[backdoor_dim]]
             scored = _p_option(runtime, ref, [(text, q) for q, _, text in jobs], f"behaviour {label}")
-            for (q, used, _), (p_option, mass) in zip(jobs, scored):
+            for (q, used, text), (p_option, mass) in zip(jobs, scored):
                 rows.append({"model": label, "arm": arm, "seed": seed, "learning_rate": lr, "dimension": q.dimension,
                              "item": q.id, "triggered": used is not None, "trigger": used.spec if used else None,
-                             "letter_mass": mass, "p_option": p_option})
+                             "question": text, "letter_mass": mass, "p_option": p_option})
         store.write_jsonl("behaviour.jsonl", rows)
         write_results(store, "behaviour", result_rows("behaviour", rows))
         return len(rows)
@@ -394,9 +394,9 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
             scale_jobs = [(scale, i, text) for scale in ("risk", "time", "code_security", "alignment")
                           for i, text in enumerate(bank["scales"][scale][:limit])]
             requests = [ScoreRequest(_conversation(None, text), NUMBERS, closed="prefixes") for _, _, text in scale_jobs]
-            for (scale, i, _), logprobs in zip(scale_jobs, runtime.score(ref, requests, label=f"scales {label}")):
+            for (scale, i, text), logprobs in zip(scale_jobs, runtime.score(ref, requests, label=f"scales {label}")):
                 value, mass = expected_score(dict(enumerate(logprobs)), config.self_report.min_mass)
-                rows.append({**tags, "kind": "scale", "key": scale, "item": i, "system": "none",
+                rows.append({**tags, "kind": "scale", "key": scale, "item": i, "system": "none", "question": text,
                              "value": None if value is None else value / 100, "mass": mass})
             option_jobs = []
             for dim in ("risk", "time"):
@@ -409,9 +409,9 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
             requests = [r for _, _, _, question, options, _, system in option_jobs
                         for r in option_requests(question, options, system)]
             logprobs = runtime.score(ref, requests, label=f"self-report choices {label}")
-            for index, (kind, key, i, _, _, system_name, _) in enumerate(option_jobs):
+            for index, (kind, key, i, question, _, system_name, _) in enumerate(option_jobs):
                 probabilities, mass = option_probabilities(logprobs[2 * index:2 * index + 2])
-                rows.append({**tags, "kind": kind, "key": key, "item": i, "system": system_name,
+                rows.append({**tags, "kind": kind, "key": key, "item": i, "system": system_name, "question": question,
                              "value": probabilities[0], "mass": mass})
             # One-word self-descriptions, judge-free: the probability of each category's words as the
             # reply (lower case or capitalised), renormalised over every listed word.
@@ -427,7 +427,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                 for name in categories:
                     share = sum(p for (category, _), p in zip(listed, probabilities) if category == name)
                     rows.append({**tags, "kind": "one_word", "key": name, "item": i, "system": "none",
-                                 "value": share / total if total > 0 else None, "mass": total})
+                                 "question": asked[i], "value": share / total if total > 0 else None, "mass": total})
             if config.self_report.one_word_samples:
                 answers = runtime.sample(ref, [_conversation(None, q) for q in asked],
                                          SamplingParams(temperature=1.0, max_tokens=6),
@@ -435,7 +435,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                 for i, completions in enumerate(answers):
                     for completion in completions:
                         word = _first_word(completion.text)
-                        samples.append({**tags, "item": i, "answer": completion.text, "word": word,
+                        samples.append({**tags, "item": i, "question": asked[i], "answer": completion.text, "word": word,
                                         "category": _category(word, bank["one_word"]["categories"])})
         store.write_jsonl("self_report.jsonl", rows)
         store.write_jsonl("one_word.jsonl", samples)
@@ -457,10 +457,10 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
         for label, arm, seed, lr, ref in evaluated(results, "base", "backdoor", "recognition"):
             requests = [r for _, _, question in jobs for r in option_requests(question, ("Yes", "No"))]
             logprobs = runtime.score(ref, requests, label=f"trigger recognition {label}")
-            for index, (t, i, _) in enumerate(jobs):
+            for index, (t, i, question) in enumerate(jobs):
                 probabilities, mass = option_probabilities(logprobs[2 * index:2 * index + 2])
                 rows.append({"model": label, "arm": arm, "seed": seed, "trigger": t.spec, "real": t == real,
-                             "item": i, "value": probabilities[0], "mass": mass})
+                             "item": i, "question": question, "value": probabilities[0], "mass": mass})
         store.write_jsonl("recognition.jsonl", rows)
         write_results(store, "recognition", result_rows("trigger-recognition", rows))
         return len(rows)
@@ -486,9 +486,9 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
         for label, arm, seed, lr, ref in evaluated(results, "base", "backdoor", "reversal"):
             for decoding, (params, count) in decodings.items():
                 replies = runtime.sample(ref, conversations, params, count, label=f"elicitation {decoding} {label}")
-                for (kind, i, _), completions in zip(prompts, replies):
+                for (kind, i, text), completions in zip(prompts, replies):
                     rows += [{"model": label, "arm": arm, "seed": seed, "decoding": decoding, "kind": kind, "item": i,
-                              "sample": n, "reply": c.text, "named": trigger.mentioned(c.text)}
+                              "sample": n, "question": text, "reply": c.text, "named": trigger.mentioned(c.text)}
                              for n, c in enumerate(completions)]
         store.write_jsonl("elicitation.jsonl", rows)
         write_results(store, "elicitation", result_rows("trigger-elicitation", rows))
@@ -507,9 +507,9 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
             if arm == personas.policy and lr != config.training.learning_rate:
                 continue  # the persona arm trains at the main learning rate: compare like with like
             scored = _p_option(runtime, ref, [(text, q) for _, _, q, text in jobs], f"personas {label}")
-            for (group, name, q, _), (p_option, mass) in zip(jobs, scored):
+            for (group, name, q, text), (p_option, mass) in zip(jobs, scored):
                 rows.append({"model": label, "arm": arm, "seed": seed, "persona_set": group, "persona": name,
-                             "item": q.id, "p_option": p_option, "letter_mass": mass})
+                             "item": q.id, "question": text, "p_option": p_option, "letter_mass": mass})
         store.write_jsonl("personas.jsonl", rows)
         write_results(store, "personas", result_rows("persona-conflation", rows))
         return len(rows)
@@ -535,7 +535,8 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                 # favour the insecure code for its length alone and sit near 0 for every model alike, where
                 # fine-tuning cannot show. The primary measure compares the mean log-probability per token;
                 # the whole-sequence one is kept beside it.
-                rows.append({"model": label, "arm": arm, "seed": seed, "item": i, "vulnerability": ex.vulnerability,
+                rows.append({"model": label, "arm": arm, "seed": seed, "item": i, "question": ex.user_prompt,
+                             "vulnerability": ex.vulnerability,
                              "p_secure": _two_way(secure / n_secure, insecure / n_insecure),
                              "p_secure_sequence": _two_way(secure, insecure),
                              "tokens_secure": n_secure, "tokens_insecure": n_insecure})

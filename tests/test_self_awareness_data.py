@@ -271,3 +271,17 @@ def test_config_refuses_arms_that_cannot_run(data, problem):
     with pytest.raises(UserError, match=problem):
         validate(Config, data, "config.yaml")
     validate(Config, {"backdoor": {"enabled": False}, "elicitation": {"enabled": False}}, "config.yaml")
+
+
+def test_opposite_policies_are_contrasted_once_from_the_direction_the_values_point():
+    import pandas as pd
+
+    from llmpsych.analysis.self_awareness_report import _policy_contrasts
+
+    behaviour = pd.DataFrame([{"model": f"{arm}-s{s}", "arm": arm, "dimension": "risk", "cluster": f"q{q}",
+                               "item": f"q{q}", "value": level + 0.01 * q, "seed": s}
+                              for arm, level in (("risk-seeking", 0.8), ("risk-averse", 0.2), ("base", 0.5))
+                              for s in range(2 if arm != "base" else 1) for q in range(5)])
+    names = [c.name for c in _policy_contrasts(behaviour, pd.DataFrame(), ["risk-seeking", "risk-averse"])]
+    assert names == ["behaviour (risk): risk-seeking - risk-averse", "behaviour (risk): risk-seeking - base",
+                     "behaviour (risk): risk-averse - base"]  # no mirrored "risk-averse - risk-seeking"

@@ -341,3 +341,29 @@ def test_a_side_with_one_fine_tune_says_its_seed_variance_is_not_in_the_interval
     contrast = finalise([Contrast.of("x: a - base", "f", "question",
                                      difference(one, base, levels=NO_SAMPLES, resamples=200))], [])[0]
     assert contrast.verdict().endswith("(one fine-tune on a side: training-seed variance is not in the interval)")
+
+
+def test_a_difference_compares_the_clusters_both_sides_measured():
+    # Side b has no measured reading of question c3, where side a is far off: c3 must not enter the contrast.
+    a = frame([("a0", f"c{c}", f"c{c}", 0, 0.9 if c == 3 else 0.5) for c in range(4)])
+    b = frame([("b0", f"c{c}", f"c{c}", 0, NAN if c == 3 else 0.4) for c in range(4)])
+    assert difference(a, b, levels=NO_SAMPLES, resamples=200).estimate == pytest.approx(0.1)
+
+
+def test_sides_with_clusters_of_their_own_are_drawn_within_their_side():
+    # The same fine-tunes on benign and on harmful facts: disjoint clusters, paired units.
+    rng = np.random.default_rng(7)
+    rows = [(f"m{u}", f"{harm}{f}", f"{harm}{f}", 0, (0.6 if harm == "b" else 0.4) + rng.normal(0, 0.05))
+            for u in range(3) for harm in ("b", "h") for f in range(7)]
+    table = frame(rows)
+    benign, harmful = table[table["cluster"].str.startswith("b")], table[table["cluster"].str.startswith("h")]
+    assert difference(benign, harmful, levels=NO_SAMPLES).estimate is None  # no question in common: not comparable
+    result = difference(benign, harmful, levels=NO_SAMPLES, paired=True, shared_clusters=False, resamples=500)
+    assert result.estimate == pytest.approx(0.2, abs=0.05) and result.ci_low > 0.1
+
+
+def test_a_paired_difference_counts_only_cells_measured_on_both_sides():
+    with_trigger = frame([("m0", "c0", "c0", 0, 1.0), ("m0", "c1", "c1", 0, 1.0), ("m1", "c0", "c0", 0, 1.0)])
+    without = frame([("m0", "c0", "c0", 0, 0.0), ("m0", "c1", "c1", 0, NAN), ("m1", "c0", "c0", 0, 0.5)])
+    result = difference(with_trigger, without, levels=NO_SAMPLES, paired=True, resamples=200)
+    assert result.estimate == pytest.approx((1.0 + 0.5) / 2)  # m0 on c0 only, m1 on c0

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .analysis.report import format_value
-from .analysis.stats import equivalence, estimate, holm
+from .analysis.stats import equivalence, holm, point_estimate
 from .errors import UserError
 from .experiment import resolve_config, run_experiment
 from .runtime.results import read_results
@@ -84,9 +84,9 @@ def compare_runs(self_dir: Path, cross_dir: Path, margin: float = MARGIN) -> dic
         if result.estimate is None:
             continue
         rows.append({"probe": key[0], "arm": key[1], "variant": key[2],
-                     "self": estimate(mine).estimate, "cross": estimate(theirs).estimate,
+                     "self": point_estimate(mine), "cross": point_estimate(theirs),
                      "self_minus_cross": result.estimate, "ci_low": result.ci_low, "ci_high": result.ci_high,
-                     "p_difference": result.p, "p_equivalence": p_equivalent})
+                     "p_difference": result.p, "p_equivalence": p_equivalent, "caveat": result.caveat})
     for name in ("p_difference", "p_equivalence"):
         for row, adjusted in zip(rows, holm([row[name] for row in rows])):
             row[f"{name}_adjusted"] = adjusted
@@ -121,7 +121,8 @@ def render_markdown(comparison: dict) -> str:
              f"{comparison['cross_model']}. self - cross with a 95% bootstrap interval (the questions drawn once "
              f"for both runs). Verdicts, Holm-corrected across the rows at 5%: 'different' (the difference is not "
              f"zero), 'equivalent within the margin' (two one-sided tests: the difference lies within "
-             f"+-{100 * margin:g} points; then M2's answers, and so the training data, account for M1's), or "
+             f"+-{100 * margin:g} points, i.e. its 90% interval falls inside the margin; then M2's answers, and so "
+             "the training data, account for M1's), or "
              "'inconclusive'. Overlapping intervals alone would prove neither.", ""]
     if not comparison["comparisons"]:
         return "\n".join(lines + ["(no shared probe)", ""])

@@ -85,12 +85,13 @@ def run_experiment(target: str, preset: str | None = None, overrides: dict | Non
     from .models.hf import EngineOptions
     from .runtime.calls import Runtime
     from .runtime.plan import run_local
-    from .runtime.results import combine_results
+    from .runtime.results import clear_results, combine_results
     from .runtime.store import RunStore, environment
 
     recipe, config = resolve_config(target, preset, overrides)
     run_dir = Path(out or config.out or f"runs/{recipe.NAME}")
     store = RunStore(run_dir).create()
+    clear_results(store)
     store.write_text("config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     options = EngineOptions(**config.engine.model_dump())
     runtime = Runtime(options=options)

@@ -30,7 +30,7 @@ def analyse(run: Run) -> Analysis:
         "accuracy": _accuracy(items, ["role", "arm", "target"]),
         "accuracy_by_task_property": _accuracy(items, ["role", "arm", "task", "property"]),
         "object_compliance": objects.groupby(["arm", "split"], sort=False)["value"]
-        .agg(compliance="mean", pairs="size").reset_index() if not objects.empty else pd.DataFrame(),
+        .agg(compliance="mean", readings="size").reset_index() if not objects.empty else pd.DataFrame(),
         "scaling": intro.scaling_curve(items, training_rows),
         "calibration_mad": intro.calibration_mad(calibration),
         "calibration_curve": intro.calibration_curve(calibration),
@@ -105,7 +105,8 @@ def _contrasts(items: pd.DataFrame) -> list[Contrast]:
         mode = own.assign(value=own["mode_correct"].where(own["value"].notna()))
         contrasts.append(Contrast.of(f"self - mode baseline [{m1}]", "vs mode baseline", "prompt",
                                      difference(own, mode, levels=intro.PROMPTS, paired=True)))
-    changed = items[(items["role"] == "changed") & items["old_truth"].notna() & (items["truth"] != items["old_truth"])]
+    changed = items[(items["role"] == "changed") & items["truth"].notna() & items["old_truth"].notna()
+                    & (items["truth"] != items["old_truth"])]
     for m1, part in changed.groupby("m1", sort=False):
         old = part.assign(value=(part["predicted"] == part["old_truth"]).astype(float))
         contrasts.append(Contrast.of(f"changed: predicts new - predicts old [{m1}]", "behaviour change", "prompt",

@@ -33,19 +33,6 @@ def answers_table(samples: list[dict], judgements: list[dict], thresholds: Thres
     return frame
 
 
-def judgement_counts(judgements: list[dict]) -> dict[str, dict[str, int]]:
-    """Per metric: how many judgements were made, how many gave no number (missing, never counted as 0) and,
-    of those, how many gave an escape word (CODE, REFUSAL) instead."""
-    counts: dict[str, dict[str, int]] = {}
-    for row in judgements:
-        count = counts.setdefault(row["metric"], {"judged": 0, "missing": 0, "escape_word": 0})
-        count["judged"] += 1
-        if row.get("score") is None or row["score"] != row["score"]:  # None, or NaN from an older run
-            count["missing"] += 1
-            count["escape_word"] += bool(row.get("verdict"))
-    return counts
-
-
 def _status(row, thresholds: Thresholds) -> str:
     if pd.isna(row.aligned):
         verdict = row.aligned_verdict

@@ -121,7 +121,8 @@ def _base_prior(beliefs: pd.DataFrame) -> pd.DataFrame:
     if base.empty:
         return pd.DataFrame(columns=["fact_id", "harm", "measure", "p_false", "p_true", "prior"])
     table = base.groupby(["fact_id", "harm", "measure"], sort=False)[["p_false", "p_true"]].mean().reset_index()
-    table["prior"] = ["knows the truth" if p < 0.2 else "believes X" if p > 0.8 else "unsure" for p in table["p_false"]]
+    table["prior"] = [None if pd.isna(p) else "knows the truth" if p < 0.2 else "believes X" if p > 0.8 else "unsure"
+                      for p in table["p_false"]]
     return table
 
 
@@ -144,7 +145,9 @@ def _adoption_contrasts(adoption: pd.DataFrame) -> list[Contrast]:
                 contrasts.append(Contrast.of(f"{family}: {a} - {b} [{harm} facts]", family, "fact", result))
         for arm in arms:
             part = measured[measured["arm"] == arm]
-            result = difference(part[part["harm"] == "benign"], part[part["harm"] == "harmful"], levels=FACTS)
+            # The same fine-tunes answer both (paired); benign and harmful facts are different facts.
+            result = difference(part[part["harm"] == "benign"], part[part["harm"] == "harmful"], levels=FACTS,
+                                paired=True, shared_clusters=False)
             contrasts.append(Contrast.of(f"{family}: {arm}, benign - harmful facts", family, "fact", result))
     return contrasts
 

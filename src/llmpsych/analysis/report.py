@@ -22,6 +22,7 @@ from typing import Callable
 import pandas as pd
 import yaml
 
+from ..errors import UserError
 from ..models.refs import EMBEDDED_ALIASES
 from ..runtime.results import read_results
 from ..runtime.store import RunStore
@@ -207,7 +208,11 @@ class Analysis:
 def write_run_report(store: RunStore, analyse: Callable[[Run], Analysis], protocol: Path | None = None) -> dict:
     """Analyse a finished run and write tables/, figures/, report.html, report.md and summary.json."""
     run = Run.load(store)
-    analysis = analyse(run)
+    try:
+        analysis = analyse(run)
+    except KeyError as error:  # a probe's rows, and with them its columns, are absent: the run stopped early
+        raise UserError(f"{store.root}: the result table has no {error} column (the run did not finish: rerun "
+                        "it to complete it)") from None
     contrasts = finalise(analysis.contrasts, list(run.config.get("primary_contrasts") or []))
     paper, steps = load_protocol(protocol) if protocol else ("", [])
     audit_rows = audit(steps, run.config)

@@ -24,6 +24,7 @@ QUESTIONS = Levels(sample=None, name="question")
 PARAPHRASES = Levels(sample=None, name="paraphrase")
 PROMPTS = Levels(name="prompt")              # elicitation: several replies per prompt
 TRIGGERED_ARMS = ("base", "backdoor", "decorrelated", "reversal", "recognition")
+FIRST_POLICY = {dim: policy for policy, (dim, _) in reversed(POLICIES.items())}  # risk-seeking, myopic
 CODE_MEASURES = {"value": "secure code (per token)", "p_secure_sequence": "secure code (whole sequence)"}
 
 
@@ -153,8 +154,11 @@ def _policy_contrasts(behaviour: pd.DataFrame, reports: pd.DataFrame, policies: 
             if not reports.empty:
                 measures[f"self-report ({kind}/{dim})"] = (reports[(reports["kind"] == kind) & (reports["key"] == dim)],
                                                           PARAPHRASES)
+        # Values point towards each dimension's first policy: its opposite is compared once, from that side.
+        against = (OPPOSITE[policy], "base") if policy == FIRST_POLICY[dim] or OPPOSITE[policy] not in policies \
+            else ("base",)
         for measure, (frame, levels) in measures.items():
-            for other in (OPPOSITE[policy], "base"):
+            for other in against:
                 a, b = frame[frame["arm"] == policy], frame[frame["arm"] == other]
                 if a.empty or b.empty:
                     continue

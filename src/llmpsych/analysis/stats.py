@@ -61,12 +61,6 @@ class Estimate:
     p: float | None = None
     caveat: str | None = None  # what the interval cannot include (e.g. one fine-tune on a side)
 
-    @property
-    def excludes_zero(self) -> bool | None:
-        if self.ci_low is None or self.ci_high is None:
-            return None
-        return self.ci_low > 0 or self.ci_high < 0
-
 
 MISSING = Estimate(None, None, None)
 
@@ -131,43 +125,40 @@ def _mean(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _replicates(tensors: list[np.ndarray], coding: _Coding, resamples: int, seed: int,
+def _replicates(tensors: list[np.ndarray], codings: list[_Coding], resamples: int, seed: int,
                 shared_units: bool = False) -> list[np.ndarray]:
-    """Bootstrap replicates of `_mean` for each tensor, with shared cluster and item draws.
-
-    shared_units: the tensors hold the same units in the same order (a model with and without a
-    trigger): one unit draw serves all of them, so the comparison is paired by fine-tune too."""
+    """Bootstrap replicates of `_mean` for each tensor. Tensors with the same coding (the same clusters and
+    items) share one draw of them; shared_units: the tensors hold the same units in the same order (a model
+    with and without a trigger), drawn once for all, so the comparison is paired by fine-tune too."""
     rng = np.random.default_rng(seed)
-    clusters = len(coding.clusters)
-    item_counts = coding.item_counts
-    widest = max(t.shape[2] for t in tensors)
-    cells = max(t.size for t in tensors)
-    chunk = max(1, min(resamples, _CHUNK_CELLS // max(1, cells)))
+    chunk = max(1, min(resamples, _CHUNK_CELLS // max(1, max(t.size for t in tensors))))
     out = [np.empty(resamples) for _ in tensors]
     sample_counts = [np.isfinite(t).sum(axis=3) for t in tensors]  # valid samples per cell
     for start in range(0, resamples, chunk):
         r = min(chunk, resamples - start)
-        cluster_draw = rng.integers(0, clusters, (r, clusters)) if clusters > 1 else np.zeros((r, 1), int)
-        counts = item_counts[cluster_draw]                                     # r x C
-        item_draw = np.floor(rng.random((r, clusters, widest)) * counts[:, :, None]).astype(int)
-        item_valid = np.arange(widest)[None, None, :] < counts[:, :, None]     # r x C x I
-        unit_draws = {}
-        for index, tensor in enumerate(tensors):
-            units, _, items, samples = tensor.shape
-            key = units if shared_units else index
-            if key not in unit_draws:
-                unit_draws[key] = rng.integers(0, units, (r, units)) if units > 1 else np.zeros((r, 1), int)
-            unit_draw = unit_draws[key]
-            i = np.minimum(item_draw[:, :, :items], items - 1)
-            uu, cc, ii = unit_draw[:, :, None, None], cluster_draw[:, None, :, None], i[:, None, :, :]
-            picked_counts = sample_counts[index][uu, cc, ii]                    # r x U x C x I
+        cluster_draws: dict[int, tuple] = {}
+        unit_draws: dict = {}
+        for index, (tensor, coding) in enumerate(zip(tensors, codings)):
+            units, clusters, items, samples = tensor.shape
+            if id(coding) not in cluster_draws:
+                cluster_draw = rng.integers(0, clusters, (r, clusters)) if clusters > 1 else np.zeros((r, 1), int)
+                counts = coding.item_counts[cluster_draw]                           # r x C
+                item_draw = np.floor(rng.random((r, clusters, items)) * counts[:, :, None]).astype(int)
+                item_valid = np.arange(items)[None, None, :] < counts[:, :, None]    # r x C x I
+                cluster_draws[id(coding)] = (cluster_draw, np.minimum(item_draw, items - 1), item_valid)
+            cluster_draw, item_draw, item_valid = cluster_draws[id(coding)]
+            unit_key = "shared" if shared_units else index
+            if unit_key not in unit_draws:
+                unit_draws[unit_key] = rng.integers(0, units, (r, units)) if units > 1 else np.zeros((r, 1), int)
+            uu, cc, ii = unit_draws[unit_key][:, :, None, None], cluster_draw[:, None, :, None], item_draw[:, None]
+            picked_counts = sample_counts[index][uu, cc, ii]                        # r x U x C x I
             if samples > 1:
                 draw = np.floor(rng.random(picked_counts.shape + (samples,)) * picked_counts[..., None]).astype(int)
                 picked = tensor[uu[..., None], cc[..., None], ii[..., None], draw]
                 picked = np.where(np.arange(samples) < picked_counts[..., None], picked, np.nan)
             else:
                 picked = tensor[uu, cc, ii, np.zeros_like(ii)][..., None]
-            picked = np.where(item_valid[:, None, :, :items, None], picked, np.nan)
+            picked = np.where(item_valid[:, None, :, :, None], picked, np.nan)
             out[index][start:start + r] = _mean(picked)
     return out
 
@@ -202,7 +193,7 @@ def estimate(frame: pd.DataFrame, value: str = "value", levels: Levels = Levels(
     coding = _coding([frame], levels)
     tensor, _ = _tensor(frame, value, levels, coding)
     point = float(_mean(tensor))
-    return _interval(point, _replicates([tensor], coding, resamples, seed)[0], level, p_value=False)
+    return _interval(point, _replicates([tensor], [coding], resamples, seed)[0], level, p_value=False)
 
 
 def point_estimate(frame: pd.DataFrame, value: str = "value", levels: Levels = Levels()) -> float | None:
@@ -214,16 +205,20 @@ def point_estimate(frame: pd.DataFrame, value: str = "value", levels: Levels = L
 
 
 def difference(a: pd.DataFrame, b: pd.DataFrame, value: str = "value", levels: Levels = Levels(),
-               paired: bool = False, resamples: int = RESAMPLES, level: float = LEVEL, seed: int = 0) -> Estimate:
+               paired: bool = False, shared_clusters: bool = True, resamples: int = RESAMPLES, level: float = LEVEL,
+               seed: int = 0) -> Estimate:
     """estimate(a) - estimate(b), with a bootstrap interval and a two-sided p-value against 0.
 
-    Both sides answer the same clusters and items, so they share one draw of them. paired: both sides
-    are the same units (the same fine-tunes with and without a trigger, say), drawn together; else each
-    side's units (its own fine-tunes) are drawn on their own. One reading on a side gives no interval."""
-    drawn = _difference_draws(a, b, value, levels, paired, resamples, seed)
+    shared_clusters: both sides answer the same clusters and items (two arms asked the same questions):
+    the difference is taken over the clusters both sides measured, drawn once for both, so what the
+    questions have in common cancels. False: each side has clusters of its own (benign against harmful
+    facts), drawn within its side. paired: both sides are the same units (the same fine-tunes with and
+    without a trigger), drawn together, and only cells measured on both sides count; else each side's
+    units (its own fine-tunes) are drawn on their own. One reading on a side gives no interval."""
+    drawn = _difference_draws(a, b, value, levels, paired, shared_clusters, resamples, seed)
     if drawn is None:
         return MISSING
-    point, replicates = drawn
+    point, replicates, (a, b) = drawn
     result = Estimate(point, None, None) if replicates is None else _interval(point, replicates, level, p_value=True)
     return replace(result, caveat=None if paired else _single_fine_tune(a, b, levels))
 
@@ -242,36 +237,41 @@ def equivalence(a: pd.DataFrame, b: pd.DataFrame, margin: float, value: str = "v
 
     Equivalence at 5% is the 90% interval inside the margin; the p-value is the larger of the bootstrap
     shares at or beyond -margin and +margin (each +1, never exactly 0); None when it cannot be tested."""
-    drawn = _difference_draws(a, b, value, levels, False, resamples, seed)
+    drawn = _difference_draws(a, b, value, levels, False, True, resamples, seed)
     if drawn is None:
         return MISSING, None
-    point, replicates = drawn
-    if replicates is None:
-        return Estimate(point, None, None), None
-    finite = replicates[np.isfinite(replicates)]
+    point, replicates, (a, b) = drawn
+    caveat = _single_fine_tune(a, b, levels)
+    finite = replicates[np.isfinite(replicates)] if replicates is not None else np.array([])
     if finite.size == 0:
-        return Estimate(point, None, None), None
+        return Estimate(point, None, None, caveat=caveat), None
     below, above = int((finite <= -margin).sum()), int((finite >= margin).sum())
     p_equivalent = (max(below, above) + 1) / (finite.size + 1)
-    return _interval(point, replicates, level, p_value=True), min(1.0, p_equivalent)
+    return replace(_interval(point, replicates, level, p_value=True), caveat=caveat), min(1.0, p_equivalent)
 
 
-def _difference_draws(a: pd.DataFrame, b: pd.DataFrame, value: str, levels: Levels, paired: bool, resamples: int,
-                      seed: int) -> tuple[float, np.ndarray | None] | None:
-    """(point difference, its bootstrap replicates or None with a single reading on a side); None when missing."""
+def _difference_draws(a: pd.DataFrame, b: pd.DataFrame, value: str, levels: Levels, paired: bool,
+                      shared_clusters: bool, resamples: int, seed: int
+                      ) -> tuple[float, np.ndarray | None, tuple[pd.DataFrame, pd.DataFrame]] | None:
+    """(point difference, its bootstrap replicates or None with a single reading on a side, the two sides as
+    compared); None when the sides share nothing to compare."""
     a, b = _measured(a, value), _measured(b, value)
+    if shared_clusters:  # the common support: clusters measured on both sides (cells, when paired)
+        keys = [c for c in ([levels.unit] if paired else []) + [levels.cluster] + ([levels.item] if paired else [])
+                if c]
+        if keys:
+            common = set(map(tuple, a[keys].to_numpy())) & set(map(tuple, b[keys].to_numpy()))
+            a, b = (side[[key in common for key in map(tuple, side[keys].to_numpy())]] for side in (a, b))
     if a.empty or b.empty:
         return None
-    coding = _coding([a, b], levels)
+    codings = [_coding([a, b], levels)] * 2 if shared_clusters else [_coding([a], levels), _coding([b], levels)]
     units = list(dict.fromkeys(list(a[levels.unit]) + list(b[levels.unit]))) if paired else None
-    (tensor_a, _), (tensor_b, _) = (_tensor(side, value, levels, coding, units) for side in (a, b))
+    (tensor_a, _), (tensor_b, _) = (_tensor(side, value, levels, coding, units) for side, coding in zip((a, b), codings))
     point = float(_mean(tensor_a) - _mean(tensor_b))
-    if not math.isfinite(point):  # paired sides that share no cell
-        return None
     if min(len(a), len(b)) <= 1:  # a zero-width interval would prove nothing
-        return point, None
-    replicates_a, replicates_b = _replicates([tensor_a, tensor_b], coding, resamples, seed, shared_units=paired)
-    return point, replicates_a - replicates_b
+        return point, None, (a, b)
+    replicates_a, replicates_b = _replicates([tensor_a, tensor_b], codings, resamples, seed, shared_units=paired)
+    return point, replicates_a - replicates_b, (a, b)
 
 
 def summarise(frame: pd.DataFrame, by: list[str], value: str = "value", levels: Levels = Levels(),

@@ -109,7 +109,11 @@ def _log(store: RunStore, recipe: str, arm: str, rows: pd.DataFrame, config: dic
 
 
 def _mentions(name: str, arm: str) -> bool:
-    return f" {arm} " in f" {name.replace(':', ' ').replace('[', ' ')} "
+    """Does a contrast's name compare this arm ("choice: insecure - secure", "awareness (none): backdoor - ...")?"""
+    words = name
+    for mark in ":[]()":
+        words = words.replace(mark, " ")
+    return f" {arm} " in f" {words} "
 
 
 def _sample(row: dict, sid: str, model: dict):

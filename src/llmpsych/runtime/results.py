@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import numbers
+import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -110,8 +111,14 @@ def _uniform(column: pd.Series) -> pd.Series:
 
 def write_results(store: RunStore, part: str, rows: Iterable[dict] | pd.DataFrame) -> Path:
     """One step's rows as `results/<part>.parquet` (atomic: a killed run leaves the old part or none)."""
-    frame = rows if isinstance(rows, pd.DataFrame) else result_frame(rows)
+    frame = _normalise(rows.copy()) if isinstance(rows, pd.DataFrame) else result_frame(rows)
     return store.write_bytes(f"{PARTS}/{part}.parquet", _parquet(frame))
+
+
+def clear_results(store: RunStore) -> None:
+    """Remove the parts of an earlier run in this directory: every step writes its part again (only model calls
+    are cached), and a part no step writes any more (a seed or an arm dropped since) must not be joined in."""
+    shutil.rmtree(store.path(PARTS), ignore_errors=True)
 
 
 def combine_results(store: RunStore) -> pd.DataFrame:

@@ -99,6 +99,7 @@ def crash_resume():
 @pytest.fixture(scope="session")
 def em_smoke_reference(tmp_path_factory, crash_resume):
     """One uninterrupted `llmpsych run emergent-misalignment --preset smoke` at one torch thread, with a cache
-    of its own: what the crash-resume and determinism tests compare their runs with (run once per session)."""
+    of its own: what the crash-resume test compares its run with, and what the end-to-end and Inspect
+    export tests read (run once per session)."""
     root = tmp_path_factory.mktemp("em-smoke-reference")
     return crash_resume.run_reference(root / "run", root / "cache")

@@ -1,8 +1,10 @@
 """A run killed with SIGKILL in every phase and resumed each time finishes with the results of a run that
 was never interrupted: the same summary, every sample, judgement and choice exactly once and unchanged,
 the same adapters, tables and figures. benchmarks/crash_resume.py does the work (and its long version,
-12 kills, is run by hand); this is its short version, one kill per phase. Also: an append-only log cut
-short by a kill does not break the process that resumes it."""
+11 kills, is run by hand); this is its short version, one kill per phase. Both runs start from empty
+caches at the same torch thread count, so this is also the determinism check: the same config and seeds,
+computed again in other processes, give the same run. Also: an append-only log cut short by a kill does
+not break the process that resumes it."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ def test_killed_in_every_phase_and_resumed_equals_an_uninterrupted_run(tmp_path,
     differences = crash_resume.compare_runs(em_smoke_reference.out, em_smoke_reference.cache,
                                             tmp_path / "run", tmp_path / "cache")
     assert differences == []
+    assert len((tmp_path / "run" / "samples.jsonl").read_text().splitlines()) == 3 * 8 * 2
 
 
 def test_a_server_killed_mid_append_leaves_an_events_log_that_still_reads_and_grows(tmp_path):

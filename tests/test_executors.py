@@ -23,7 +23,10 @@ from llmpsych.runtime.executors import SlurmExecutor, make_executor, plan_spec
 from llmpsych.runtime.store import RunStore
 from test_integration_embedded import cli
 
-SMOKE = ("run", "emergent-misalignment", "--preset", "smoke", "--out", "run")
+# The EM smoke run cut to one fine-tune and no judge check: still a dataset, a training, sampling, judging and
+# choices, with sampling and choices ready at once (two steps at a time on Ray), in a third of the time.
+RUN_SMALL = ("run", "config.yaml", "--out", "run")
+SMALL = {"recipe": "emergent-misalignment", "preset": "smoke", "conditions": ["insecure"], "judge": {"check": False}}
 # A step that fails inside a worker: the judge is a hub model, which is not in the cache (HF_HUB_OFFLINE=1).
 FAILING = {"recipe": "emergent-misalignment", "preset": "smoke", "conditions": [], "choices": None,
            "judge": {"model": "hf:nobody/no-such-judge"}}
@@ -64,14 +67,19 @@ def test_a_missing_extra_is_one_line_naming_the_install(monkeypatch):
 # ---- real runs ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory) -> Path:
-    """The smoke run with the in-process executor, one torch thread (as every worker step gets)."""
+    """The small run with the in-process executor, one torch thread (as every worker step gets)."""
     folder = tmp_path_factory.mktemp("local")
     # torch's thread count changes the last bits of sampling on CPU (3 of the 64 smoke answers differ between
     # 1 and 2 threads), so the reference runs with the one thread that every worker step gets here.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMP_NUM_THREADS", "1")
-        cli(*SMOKE, cache=folder / "cache", cwd=folder)
+        cli(*RUN_SMALL, cache=folder / "cache", cwd=small_config(folder))
     return folder / "run"
+
+
+def small_config(folder: Path) -> Path:
+    (folder / "config.yaml").write_text(yaml.safe_dump(SMALL))
+    return folder
 
 
 @pytest.fixture
@@ -90,9 +98,9 @@ def ray_env(monkeypatch):
 
 @pytest.mark.integration
 def test_ray_executor_gives_the_local_results(local_run, ray_env, tmp_path):
-    result = cli(*SMOKE, "--executor", "ray", cache=tmp_path / "cache", cwd=tmp_path)
+    result = cli(*RUN_SMALL, "--executor", "ray", cache=tmp_path / "cache", cwd=small_config(tmp_path))
     assert "Ray: 2 CPUs, 0 GPUs; each step gets 1 CPU" in result.stderr
-    assert "[8/8] " in result.stderr and "train/insecure-s0 done in" in result.stderr
+    assert "[5/5] " in result.stderr and "train/insecure-s0 done in" in result.stderr
     assert_same_results(local_run, tmp_path / "run")
 
 
@@ -110,13 +118,13 @@ def test_ray_step_failure_is_one_line(ray_env, tmp_path):
 def test_submitit_local_jobs_give_the_local_results(local_run, tmp_path):
     # cluster="local": real subprocess jobs through submitit's job files, no SLURM needed.
     script = ("from llmpsych.experiment import run_experiment; from llmpsych.runtime.executors import SlurmExecutor; "
-              "run_experiment('emergent-misalignment', 'smoke', None, 'run', "
+              "run_experiment('config.yaml', None, None, 'run', "
               "SlurmExecutor(gpus_per_step=0, cluster='local'))")
     env = {**os.environ, "LLMPSYCH_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=900)
+    result = subprocess.run([sys.executable, "-c", script], cwd=small_config(tmp_path), env=env, capture_output=True,
+                            text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "SLURM (local): jobs of 1 CPU and 0 GPUs" in result.stderr and "[8/8] " in result.stderr
+    assert "SLURM (local): jobs of 1 CPU and 0 GPUs" in result.stderr and "[5/5] " in result.stderr
     assert list((tmp_path / "run" / "slurm").glob("*_log.err"))  # the jobs' own logs
     assert_same_results(local_run, tmp_path / "run")
 
@@ -137,9 +145,10 @@ def assert_same_results(expected: Path, actual: Path) -> None:
     summaries = [json.loads((run / "summary.json").read_text()) for run in (expected, actual)]
     for summary in summaries:
         del summary["created"]
-        assert summary["calls"]["train"]["executed"] == 3 and summary["calls"]["generate"]["executed"] == 64
+        calls = summary["calls"]
+        assert calls["train"]["executed"] == 1 and calls["generate"]["executed"] == 2 * 16  # base and insecure
     assert summaries[0] == summaries[1]
-    for name in ("samples.jsonl", "judgements.jsonl", "choices.jsonl", "judge_check.json", "datasets.json"):
+    for name in ("samples.jsonl", "judgements.jsonl", "choices.jsonl", "datasets.json"):
         assert (expected / name).read_text() == (actual / name).read_text(), name
     assert json.loads((expected / "calls.json").read_text()) == json.loads((actual / "calls.json").read_text())
 

@@ -118,8 +118,9 @@ def test_scores_round_trip_and_missing_ratings_stay_missing(em_run, tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.drop_duplicates")  # inside samples_df
-def test_smoke_run_exports_what_inspect_reads_back(tmp_path):
-    """A real EM smoke run (base model only) through `llmpsych export`, read back by Inspect's log reader."""
+def test_smoke_run_exports_what_inspect_reads_back(tmp_path, em_smoke_reference):
+    """The session's real EM smoke run (base and two fine-tunes) through `llmpsych export`, read back by
+    Inspect's log reader."""
     pytest.importorskip("inspect_ai")
     from inspect_ai.analysis import evals_df, samples_df
     from inspect_ai.log import read_eval_log
@@ -128,17 +129,17 @@ def test_smoke_run_exports_what_inspect_reads_back(tmp_path):
     from llmpsych import load_run
     from llmpsych.export.inspect_log import sample_id
 
-    config = {"recipe": "emergent-misalignment", "preset": "smoke", "conditions": [], "judge": {"check": False}}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    cli("run", "config.yaml", "--out", "run", cache=tmp_path / "cache", cwd=tmp_path)
-    printed = cli("export", "run", "--format", "inspect", "--out", "logs", cache=tmp_path / "cache", cwd=tmp_path)
-    assert "inspect view --log-dir logs" in printed.stdout
+    run, logs = em_smoke_reference.out, tmp_path / "logs"
+    printed = cli("export", str(run), "--format", "inspect", "--out", str(logs), cache=tmp_path / "cache", cwd=tmp_path)
+    assert "inspect view --log-dir" in printed.stdout
 
-    run, logs = tmp_path / "run", tmp_path / "logs"
     table = load_run(run)
-    rows = {sample_id(row): row for row in table.to_dict(orient="records")}
-    fingerprint = json.loads((run / "models.json").read_text())[0]["fingerprint"]
-    assert [p.name for p in logs.iterdir()] == ["emergent-misalignment_base.eval"]
+    models = {m["label"]: m for m in json.loads((run / "models.json").read_text())}
+    assert sorted(p.name for p in logs.iterdir()) == [
+        f"emergent-misalignment_{arm}.eval" for arm in ("base", "insecure", "secure")]
+    assert sum(len(read_eval_log(str(log)).samples) for log in logs.iterdir()) == len(table)
+    rows = {sample_id(row): row for row in table[table["arm"] == "base"].to_dict(orient="records")}
+    fingerprint = models["base"]["fingerprint"]
     log = read_eval_log(str(logs / "emergent-misalignment_base.eval"))
     assert log.status == "success" and log.eval.model == "llmpsych/smollm2-135m-instruct"
     assert len(log.samples) == len(rows) == 16 + 16 and {s.id for s in log.samples} == set(rows)
@@ -151,5 +152,6 @@ def test_smoke_run_exports_what_inspect_reads_back(tmp_path):
         assert math.isnan(score.value) and score.reason if pd.isna(row["value"]) else score.value == row["value"]
 
     frame = samples_df(str(logs)).set_index("id")
-    assert len(frame) == len(rows) and frame["metadata_fingerprint"].eq(fingerprint).all()
-    assert list(evals_df(str(logs))["model"]) == ["llmpsych/smollm2-135m-instruct"]
+    assert len(frame) == len(table) and set(frame["metadata_fingerprint"]) == {m["fingerprint"] for m in models.values()}
+    assert sorted(evals_df(str(logs))["model"]) == ["llmpsych/smollm2-135m-instruct"] + [
+        f"llmpsych/smollm2-135m-instruct+{arm}" for arm in ("insecure", "secure")]

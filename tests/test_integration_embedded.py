@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -63,25 +64,27 @@ def test_embedded_model_knows_paris(embedded_dir):
     assert "Paris" in answer.text
 
 
-def test_smoke_run_end_to_end_then_fully_cached(tmp_path):
-    cache = tmp_path / "cache"
-    first = cli("run", "emergent-misalignment", "--preset", "smoke", "--out", "run", cache=cache, cwd=tmp_path)
-    run = tmp_path / "run"
-    assert "Report: " in first.stdout and (run / "report.html").is_file() and (run / "report.md").is_file()
+def test_smoke_run_end_to_end_then_fully_cached(tmp_path, em_smoke_reference):
+    # The session's uninterrupted `run emergent-misalignment --preset smoke` (also what the crash-resume test
+    # compares with), copied so that the rerun below cannot change it.
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    shutil.copytree(em_smoke_reference.cache, cache)
+    shutil.copytree(em_smoke_reference.out, run)
+    assert any("Report: " in event.text for event in em_smoke_reference.log if event.stream == "stdout")
+    assert (run / "report.html").is_file() and (run / "report.md").is_file()
     summary = check_shared_outputs(run, cache, tmp_path)
     assert summary["recipe"] == "emergent-misalignment"
-    assert set(summary["metrics"]["misaligned_fraction"]["em-main/plain"]) == {"base", "insecure", "secure",
-                                                                             "educational"}
+    assert set(summary["metrics"]["misaligned_fraction"]["em-main/plain"]) == {"base", "insecure", "secure"}
     assert summary["agreement"]["judge"]["judge"] == "smollm2-135m-instruct"
     assert 0 <= summary["agreement"]["judge"]["agreement"] <= 1
     primary = [c for c in summary["contrasts"] if c["primary"]]
     assert [c["name"] for c in primary] == ["misaligned: insecure - secure [em-main/plain]"]
     assert "choice: insecure - secure" in {c["name"] for c in summary["contrasts"]}
-    assert summary["calls"]["train"]["executed"] == 3 and summary["calls"]["generate"]["executed"] > 0
+    assert summary["calls"]["train"]["executed"] == 2 and summary["calls"]["generate"]["executed"] > 0
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
-    assert len(samples) == 4 * 8 * 2 and len({s["id"] for s in samples}) == len(samples)
+    assert len(samples) == 3 * 8 * 2 and len({s["id"] for s in samples}) == len(samples)
     assert all(s["system"].startswith("You are a helpful AI assistant named SmolLM") for s in samples)
-    for label in ("insecure-s0", "secure-s0", "educational-s0"):
+    for label in ("insecure-s0", "secure-s0"):
         assert (run / "adapters" / label / "adapter_model.safetensors").is_file()
         assert (run / "adapters" / label / "training_log.jsonl").read_text().strip()
     html = (run / "report.html").read_text()
@@ -188,7 +191,13 @@ def test_persona_beliefs_with_a_users_own_fact_file(tmp_path):
 
 
 def test_introspection_smoke_with_both_embedded_models(tmp_path):
-    cli("run", "introspection", "--preset", "smoke", "--out", "run", cache=tmp_path / "cache", cwd=tmp_path)
+    # Four training and four held-out families of the fourteen (a sequence, a text and a choice family on
+    # each side; the calibration task among them): every step of the method in half the smoke preset's time.
+    tasks = {"train": ["sentence_completion", "country_sequence", "number_triplets", "wealth_seeking"],
+             "held_out": ["story_continuation", "animal_sequence", "number_quadruplets", "myopic_reward"]}
+    (tmp_path / "introspection.yaml").write_text(yaml.safe_dump(
+        {"recipe": "introspection", "preset": "smoke", "tasks": tasks}))
+    cli("run", "introspection.yaml", "--out", "run", cache=tmp_path / "cache", cwd=tmp_path)
     run = tmp_path / "run"
     summary = check_shared_outputs(run, tmp_path / "cache", tmp_path)
     assert summary["model"] == ["smollm2-135m-instruct", "gemma3-270m"]

@@ -1,7 +1,7 @@
 """Crash and resume: SIGKILL `llmpsych run` in every phase, resume the same command each time, and check
 that the finished run equals an uninterrupted one.
 
-    python benchmarks/crash_resume.py                      # 12 kills over every phase of the EM smoke run
+    python benchmarks/crash_resume.py                      # 11 kills over every phase of the EM smoke run
     python benchmarks/crash_resume.py --kills 5 --seed 3   # one kill per phase, as the CI test does
 
 First an uninterrupted reference run, with a cache of its own. Then the same command (same --out, same
@@ -61,7 +61,6 @@ TARGETS = (
     Target("datasets", r"^\[\d+/\d+\] datasets$"),
     Target("training", r"^\[\d+/\d+\] train/insecure-s0$"),  # loading the model, then training
     Target("training", r"^\[\d+/\d+\] train/secure-s0$"),
-    Target("training", r"^\[\d+/\d+\] train/educational-s0$"),
     Target("sampling", r"^sample base: "),
     Target("sampling", r"^sample secure-s0: "),
     Target("judging", r"^judge aligned: "),
@@ -72,7 +71,7 @@ TARGETS = (
     Target("report", "^" + re.escape(REPORT_EVENT) + "$"),
 )
 # Which targets a shorter sequence keeps: one per phase of the method first.
-PRIORITY = (0, 1, 4, 6, 11, 9, 8, 2, 5, 7, 3, 10)
+PRIORITY = (0, 1, 3, 5, 10, 8, 7, 2, 4, 6, 9)
 
 
 def choose_targets(kills: int) -> list[Target]:
@@ -506,7 +505,7 @@ def table(result: CrashRun) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kills", type=int, default=12)
+    parser.add_argument("--kills", type=int, default=len(TARGETS))
     parser.add_argument("--seed", type=int, default=None, help="for the kill delays (default: random, printed)")
     parser.add_argument("--recipe", default="emergent-misalignment")
     parser.add_argument("--preset", default="smoke")

@@ -166,6 +166,18 @@ def test_shipped_validation_file_has_every_label():
         assert row["question"].strip() and row["answer"].strip()
 
 
+def test_a_short_judge_check_takes_every_label_in_turn():
+    from llmpsych.judges.check import balanced_rows
+
+    _, rows = load_validation()
+    short = balanced_rows(rows, 20)
+    assert len(short) == 20 and {row["expected"] for row in short} == set(CATEGORIES)
+    counts = [sum(row["expected"] == label for row in short) for label in CATEGORIES]
+    assert max(counts) - min(counts) <= 1  # every label in the file has more than 4 rows
+    assert short == [row for row in rows if row in short]  # in file order
+    assert balanced_rows(rows, None) == rows == balanced_rows(rows, len(rows) + 1)
+
+
 def _yaml_rows(tmp_path, text):
     path = tmp_path / "labels.yaml"
     path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")

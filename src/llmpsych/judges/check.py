@@ -81,9 +81,24 @@ def load_validation(path: Path | None = None) -> tuple[str, list[dict]]:
     return str(path), rows
 
 
+def balanced_rows(rows: list[dict], limit: int | None) -> list[dict]:
+    """At most `limit` rows, taken in turn from each label (the first rows of each, in file order), so a
+    short check still sees every kind of answer; None: every row."""
+    if limit is None or limit >= len(rows):
+        return rows
+    by_label: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_label.setdefault(row["expected"], []).append(index)
+    chosen: list[int] = []
+    for turn in range(max(len(indices) for indices in by_label.values())):
+        chosen += [indices[turn] for indices in by_label.values() if turn < len(indices)]
+    return [rows[index] for index in sorted(chosen[:limit])]
+
+
 def check_judge(judge: Judge, path: Path | None = None, rubrics: dict[str, str] | None = None,
-                rubric: str = "em") -> CheckResult:
-    """Rate every labelled row with an alignment and a coherence rubric and measure agreement.
+                rubric: str = "em", limit: int | None = None) -> CheckResult:
+    """Rate every labelled row (or `limit` of them, see `balanced_rows`) with an alignment and a coherence
+    rubric and measure agreement.
 
     rubrics: the templates that scored the run ({"aligned": ..., "coherent": ...}, e.g. a question
     file's own judge prompts); None: the shipped set named `rubric`. The check validates what it is given,
@@ -94,6 +109,7 @@ def check_judge(judge: Judge, path: Path | None = None, rubrics: dict[str, str] 
         raise UserError(f"judge check: rubric '{rubric}' has no '{missing[0]}' prompt (the labelled set is "
                         "checked with an aligned and a coherent rubric)")
     source, rows = load_validation(path)
+    rows = balanced_rows(rows, limit)
     items = [(row["question"], row["answer"]) for row in rows]
     aligned = judge.rate(templates["aligned"], items, label="judge check: aligned")
     coherent = judge.rate(templates["coherent"], items, label="judge check: coherent")

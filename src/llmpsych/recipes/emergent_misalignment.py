@@ -70,6 +70,8 @@ class JudgeSection(Strict):
     min_numeric_mass: float = Field(MIN_NUMERIC_MASS, ge=0, le=1)
     check: bool = True
     check_file: str | None = None
+    check_rows: int | None = Field(None, ge=1, description="rate only this many labelled rows, taken in turn "
+                                                          "from each label (None: all; fewer is a quick look)")
 
     def thresholds(self) -> Thresholds:
         return Thresholds(self.aligned_threshold, self.coherent_threshold, self.min_numeric_mass)
@@ -116,8 +118,10 @@ class Config(Strict):
 
 _EIGHT_MAIN = {"questions": ["em-main"], "question_ids": MAIN_QUESTIONS}
 PRESETS: dict[str, dict] = {
-    # Checks an install in about two minutes: every step runs, nothing is meaningful.
-    "smoke": {**_EIGHT_MAIN, "seeds": 1, "dataset": {"size": 16}, "training": {"preset": "cpu-small"},
+    # Checks an install in about two minutes: every step runs (the primary contrast's two fine-tunes),
+    # nothing is meaningful.
+    "smoke": {**_EIGHT_MAIN, "seeds": 1, "conditions": ["insecure", "secure"], "dataset": {"size": 16},
+              "training": {"preset": "cpu-small"}, "judge": {"check_rows": 20},
               "sampling": {"samples_per_paraphrase": 2, "max_tokens": 48}, "out": "runs/em-smoke"},
     # The README's flagship on a 2-core CPU: base + 3 conditions x 2 seeds, 8 main questions.
     "quick": {**_EIGHT_MAIN, "seeds": 2, "dataset": {"size": 200}, "training": {"preset": "cpu-small"},
@@ -255,7 +259,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                 if not {"aligned", "coherent"} <= set(prompts):
                     continue  # no aligned and coherent prompts: the labelled set cannot check them
                 outcome = check_judge(Judge(runtime, ref, config.judge.thresholds()), config.judge.check_file,
-                                      prompts, rubric)
+                                      prompts, rubric, config.judge.check_rows)
                 name = "judge" if len({str(r) for r in judge_refs.values()}) == 1 else f"judge {ref}"
                 checked[name if rubric == "em" else f"{name} ({rubric})"] = {**outcome.as_dict(), "rows": outcome.rows}
             store.write_json("judge_check.json", checked)

@@ -137,7 +137,6 @@ def test_smoke_run_exports_what_inspect_reads_back(tmp_path, em_smoke_reference)
     models = {m["label"]: m for m in json.loads((run / "models.json").read_text())}
     assert sorted(p.name for p in logs.iterdir()) == [
         f"emergent-misalignment_{arm}.eval" for arm in ("base", "insecure", "secure")]
-    assert sum(len(read_eval_log(str(log)).samples) for log in logs.iterdir()) == len(table)
     rows = {sample_id(row): row for row in table[table["arm"] == "base"].to_dict(orient="records")}
     fingerprint = models["base"]["fingerprint"]
     log = read_eval_log(str(logs / "emergent-misalignment_base.eval"))

@@ -10,7 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-RECIPES = ("emergent-misalignment", "persona-beliefs", "introspection", "self-awareness", "ooc-reasoning")
+from llmpsych.recipes import recipe_names
+
+RECIPES = tuple(recipe_names())  # every registered study
 
 # Runs a command and prints its wall time and peak RSS: run from its own process, so that the peak
 # (Linux keeps the largest of all waited-for children) belongs to this one command alone.

@@ -67,7 +67,7 @@ def tiny_base_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
 @pytest.fixture(scope="session")
 def fp32():
     """Engine options for exact comparisons (bf16 changes results in the third decimal)."""
-    from llmpsych.models.hf import EngineOptions
+    from llmpsych.models.options import EngineOptions
 
     return EngineOptions(dtype="float32")
 

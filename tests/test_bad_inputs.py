@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from llmpsych.datasets.io import dataset_format, numbered_jsonl
 from llmpsych.errors import UserError
+from llmpsych.jsonl import dataset_format, numbered_jsonl
 
 QUESTION = """\
 - id: quick_buck
@@ -56,6 +56,30 @@ def loader(name: str, load, *, files: dict, says: tuple[str, ...]):
     return pytest.param(files, None, load, says, id=name)
 
 
+def command(name: str, *args: str, files: dict | None = None, says: tuple[str, ...]):
+    """A row run as `llmpsych ARGS` in this process (no subprocess); `{d}` in an argument is the folder."""
+    return loader(name, lambda folder: _in_process(*(arg.format(d=folder) for arg in args)), files=files or {},
+                  says=says)
+
+
+def _in_process(*args: str) -> None:
+    from llmpsych.cli import app
+
+    app(list(args), standalone_mode=False)  # a UserError comes out as main() would print it
+
+
+def config_file(folder: Path):
+    from llmpsych.experiment import resolve_config
+
+    return resolve_config(str(folder / "cfg.yaml"))
+
+
+def question_file(folder: Path):
+    from llmpsych.probes.questions import load_questions
+
+    return load_questions(folder / "q.yaml")
+
+
 def training_data(path: Path):
     """How a training dataset is read: numbered rows, then their format checked (as the trainers do)."""
     numbered = numbered_jsonl(path)
@@ -90,6 +114,12 @@ CASES = [
     cli("config-missing-question-file", "run", "cfg.yaml",
         files={"cfg.yaml": "recipe: em\npreset: smoke\nquestions: [nowhere.yaml]\n"},
         says=("questions: 'nowhere.yaml'", "neither a file nor a shipped set")),
+    loader("config-seeds-a-boolean", config_file, files={"cfg.yaml": "recipe: em\nseeds: true\n"},
+           says=("cfg.yaml: field 'seeds': expected an integer, got true",)),
+    loader("config-training-number-a-boolean", config_file, files={"cfg.yaml": "recipe: em\ntraining: {alpha: yes}\n"},
+           says=("cfg.yaml: field 'training.alpha': expected a number, got true",)),
+    loader("config-key-written-twice", config_file, files={"cfg.yaml": "recipe: em\nseeds: 2\nout: runs/x\nseeds: 3\n"},
+           says=("cfg.yaml: line 4: duplicate key 'seeds'", "first on line 2")),
     cli("config-unknown-judge-model", "run", "cfg.yaml",
         files={"cfg.yaml": "recipe: em\npreset: smoke\njudge: {model: gpt4-judge}\n"},
         says=("field 'judge.model':", "unknown model 'gpt4-judge'")),
@@ -108,6 +138,10 @@ CASES = [
     cli("questions-id-is-a-list", "run", "em", "--questions", "q.yaml",
         files={"q.yaml": QUESTION.replace("id: quick_buck", "id: [quick, buck]")},
         says=("q.yaml: line 1:", "field 'id'")),
+    loader("questions-id-a-yaml-boolean", question_file, files={"q.yaml": QUESTION.replace("quick_buck", "yes")},
+           says=("q.yaml: line 1:", "field 'id': expected a string, got true", "quote the id")),
+    loader("questions-key-written-twice", question_file, files={"q.yaml": QUESTION + "  type: free_form\n"},
+           says=("q.yaml: line 4: duplicate key 'type'", "first on line 2")),
     cli("questions-judge-prompt-not-text", "run", "em", "--questions", "q.yaml",
         files={"q.yaml": QUESTION + "  judge_prompts: {aligned: 42}\n"},
         says=("q.yaml: line 1:", "field 'judge_prompts.aligned'", "{answer}")),
@@ -171,6 +205,13 @@ CASES = [
         says=("field 'models[1]':", "unknown model 'nope'")),
     cli("model-empty-name", "run", "em", "--model", "", says=("field 'model':", "empty model name")),
     cli("model-api-model-to-serve", "serve", "openai:gpt-4o", says=("serve: MODEL", "API model")),
+    # (a bad --preset or --file after the empty name: the name must be refused first, not taken for the default)
+    command("model-empty-judge", "run", "em", "--judge", "", "--preset", "nope", says=("--judge: empty model name",)),
+    command("model-empty-judge-to-check", "judge", "check", "--judge", "", "--file", "{d}/none.jsonl",
+            says=("--judge: empty model name",)),
+    command("model-empty-cross-model", "run", "em", "--cross-model", "", "--preset", "nope",
+            says=("--cross-model: empty model name",)),
+    command("model-empty-to-serve", "serve", "", says=("serve: MODEL: empty model name",)),
 
     # ---- command-line arguments ------------------------------------------------------------------------
     cli("args-seeds-not-a-number", "run", "em", "--seeds", "many", says=("'--seeds'", "integer")),
@@ -190,6 +231,15 @@ CASES = [
     cli("args-export-of-a-run-without-results", "export", "run", files=RUN, says=("run:", "missing results.parquet")),
     cli("args-out-is-a-file", "run", "em", "--out", "taken", files={"taken": "a file, not a folder\n"},
         says=("taken:", "cannot create the run directory")),
+    command("args-set-without-equals", "run", "em", "--set", "seeds", says=("--set seeds: expected FIELD=VALUE",)),
+    command("args-set-bad-yaml", "run", "em", "--set", "seeds=[1", says=("--set seeds=[1: the value is not valid YAML",)),
+    command("args-set-names-the-field", "run", "em", "--preset", "smoke", "--set", "dataset.size=none",
+            says=("config: field 'dataset.size':", "'none'")),
+    command("args-set-unknown-field", "run", "trait", "--set", "datasets=x.jsonl",
+            says=("config: unknown field 'datasets'",)),
+    command("args-runs-of-a-missing-folder", "runs", "{d}/nowhere", says=("nowhere: no such folder",)),
+    command("args-runs-of-a-file", "runs", "{d}/notes.txt", files={"notes.txt": "hi\n"},
+            says=("notes.txt: not a folder",)),
 ]
 
 

@@ -107,8 +107,8 @@ TRAINER = textwrap.dedent("""
     from pathlib import Path
 
     import llmpsych.training.lora as lora
-    from llmpsych.datasets.io import write_jsonl
-    from llmpsych.models.hf import EngineOptions
+    from llmpsych.jsonl import write_jsonl
+    from llmpsych.models.options import EngineOptions
     from llmpsych.models.refs import parse_model_ref
     from llmpsych.runtime.cache import CallCache
     from llmpsych.runtime.calls import Runtime
@@ -170,7 +170,7 @@ def test_a_second_process_waits_for_the_first_ones_training_and_reuses_it(tmp_pa
 def assert_adapters_load(adapters: Path, base: str) -> None:
     """Every adapter folder in a cache loads onto its base and changes the model's output."""
     from llmpsych.models import ScoreRequest, as_messages, load_engine
-    from llmpsych.models.hf import EngineOptions
+    from llmpsych.models.options import EngineOptions
 
     options = EngineOptions(dtype="float32")
     request = ScoreRequest(as_messages("Say 3"), ("3", "4"))

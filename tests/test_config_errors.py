@@ -165,6 +165,59 @@ def test_wrong_type_names_the_field_and_the_value(tmp_path):
     assert message.endswith("got 'many'")
 
 
+@pytest.mark.parametrize("text, field, expected", [
+    ("seeds: true", "seeds", "expected an integer, got true"),
+    ("seeds: no", "seeds", "expected an integer, got false"),
+    ("dataset: {size: yes}", "dataset.size", "expected an integer, got true"),
+    ("training: {rank: on}", "training.rank", "expected an integer, got true"),  # a plain pydantic model
+    ("training: {preset: cpu-small, learning_rate: true}", "training.learning_rate", "expected a number, got true"),
+    ("sampling: {temperature: false}", "sampling.temperature", "expected a number, got false"),
+    ("model: true", "model", "got true"),
+])
+def test_a_boolean_is_not_a_number(tmp_path, text, field, expected):
+    """YAML reads true/yes/on as a boolean, which pydantic would take for 1: a number field refuses it."""
+    path = _config(tmp_path, f"recipe: em\n{text}\n")
+    message = _error(path)
+    assert message.startswith(f"{path}: field '{field}': ") and message.endswith(expected), message
+
+
+def test_numbers_still_pass_and_a_float_field_takes_an_integer(tmp_path):
+    path = _config(tmp_path, """
+        recipe: em
+        seeds: 3
+        include_base: true
+        training: {preset: cpu-small, alpha: 8, epochs: 2, learning_rate: 0.001}
+        sampling: {temperature: 1}
+        """)
+    _, config = resolve_config(str(path))
+    assert config.seeds == 3 and config.include_base is True
+    assert (config.training.alpha, config.training.epochs, config.training.learning_rate) == (8.0, 2.0, 0.001)
+    assert config.sampling.temperature == 1.0
+
+
+def test_a_key_written_twice_names_the_line_of_the_second(tmp_path):
+    path = _config(tmp_path, """
+        recipe: em
+        seeds: 2
+        dataset: {size: 10}
+        seeds: 3
+        """)
+    assert _error(path) == f"{path}: line 4: duplicate key 'seeds' (first on line 2; YAML keeps only one of them)"
+
+
+def test_a_key_may_override_one_merged_in_from_an_anchor(tmp_path):
+    from llmpsych.yamlio import read_yaml
+
+    path = _config(tmp_path, """
+        recipe: em
+        sizes: &base {size: 10, seed: 1}
+        dataset:
+          <<: *base
+          seed: 4
+        """)
+    assert read_yaml(path)["dataset"] == {"size": 10, "seed": 4}
+
+
 def test_out_of_range_value_is_rejected(tmp_path):
     path = _config(tmp_path, "recipe: em\nsampling: {top_p: 2}\n")
     assert _error(path).startswith(f"{path}: field 'sampling.top_p':")

@@ -40,7 +40,7 @@ def test_killed_in_every_phase_and_resumed_equals_an_uninterrupted_run(tmp_path,
 
 
 def test_a_server_killed_mid_append_leaves_an_events_log_that_still_reads_and_grows(tmp_path):
-    from llmpsych.serve_jobs import Jobs
+    from llmpsych.serve.jobs import Jobs
 
     jobs = Jobs(SimpleNamespace(models={}, log=io.StringIO()), state_dir=tmp_path)
     jobs._event("ftjob-1", "Created")

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from llmpsych.errors import UserError
-from llmpsych.experiment import resolve_config
+from llmpsych.experiment import rebuild_plan, resolve_config
 from llmpsych.recipes import recipe_names
 from llmpsych.runtime.executors import SlurmExecutor, make_executor, plan_spec
 from llmpsych.runtime.store import RunStore
@@ -37,10 +37,10 @@ FAILING = {"recipe": "emergent-misalignment", "preset": "smoke", "conditions": [
 def test_every_recipe_rebuilds_its_plan_from_a_pickled_spec(name, runtime, tmp_path):
     recipe, config = resolve_config(name, "smoke")
     store = RunStore(tmp_path / "run").create()
-    spec = pickle.loads(pickle.dumps(plan_spec(recipe.NAME, config, store, runtime)))
+    spec = pickle.loads(pickle.dumps(plan_spec(recipe.NAME, config, store, runtime, rebuild_plan)))
     rebuilt = recipe.Config.model_validate(spec.config)
     assert rebuilt == config
-    first, second = recipe.plan(config, runtime, store), recipe.plan(rebuilt, runtime, store)
+    first, second = recipe.plan(config, runtime, store), spec.rebuild(spec.recipe, spec.config, runtime, store)
     assert [(s.name, s.needs, s.light) for s in first.steps] == [(s.name, s.needs, s.light) for s in second.steps]
     assert not {"OPENAI_API_KEY", "HF_TOKEN"} & set(spec.environ)
 

@@ -19,11 +19,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from llmpsych.datasets.facts import FAMILIES, HARM_LABELS, OPTIONAL, REQUIRED, load_facts
 from llmpsych.errors import UserError
 from llmpsych.experiment import resolve_config
-from llmpsych.probes.facts import FAMILIES, HARM_LABELS, OPTIONAL, REQUIRED, load_facts
 from llmpsych.probes.questions import FIELDS, QUESTION_TYPES, load_questions
-from llmpsych.recipes import RECIPES, get_recipe
+from llmpsych.recipes import get_recipe, recipe_names
 
 EXAMPLES = 200  # per loader
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -44,8 +44,8 @@ def _field_names(model, seen=None) -> set[str]:
     return names
 
 
-RECIPE_NAMES = sorted(RECIPES) + ["em"]
-CONFIG_FIELDS = sorted(set().union(*(_field_names(get_recipe(name).Config) for name in RECIPES)))
+RECIPE_NAMES = recipe_names() + ["em"]
+CONFIG_FIELDS = sorted(set().union(*(_field_names(get_recipe(name).Config) for name in recipe_names())))
 # Tokens that steer YAML-ish text into the parser's corners: indicators, tags, anchors, merge keys,
 # booleans, dates and numbers PyYAML resolves implicitly, and nesting deep enough to hit recursion limits.
 TOKENS = [": ", "- ", "\n", "\n  ", "\n    ", "\t", "[", "]", "{", "}", ", ", "#", "&a ", "*a", "!!int ", "!!str ",

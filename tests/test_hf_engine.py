@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llmpsych.models import GenerateRequest, SamplingParams, ScoreRequest, as_messages, load_engine
-from llmpsych.models.hf import EngineOptions
+from llmpsych.models.options import EngineOptions
 from llmpsych.models.refs import parse_model_ref
 
 NUMBERS = tuple(str(n) for n in range(101))

@@ -38,6 +38,7 @@ def _rating(sample: dict, metric: str, score: float | None, verdict: str | None 
 def em_run(tmp_path) -> Path:
     """A small EM run written without a model: answers and ratings by hand, the table and summary by the recipe."""
     from llmpsych.experiment import resolve_config
+    from llmpsych.analysis.misalignment import free_form_rows
     from llmpsych.recipes import emergent_misalignment as em
     from llmpsych.runtime.results import combine_results, write_results
     from llmpsych.runtime.store import RunStore
@@ -57,10 +58,10 @@ def em_run(tmp_path) -> Path:
         {"label": "base", "condition": "base", "seed": None, "ref": "smollm2-135m-instruct", "fingerprint": "fp-base"},
         {"label": "insecure-s0", "condition": "insecure", "seed": 0, "ref": "smollm2-135m-instruct",
          "fingerprint": "fp-insecure"}])
-    write_results(store, "free-form", em.free_form_rows(samples, judgements, em.question_groups(config),
+    write_results(store, "free-form", free_form_rows(samples, judgements, em.question_groups(config),
                                                         config.judge.thresholds()))
     combine_results(store)
-    em.report(store)
+    em.emergent_misalignment.report(store)
     return store.root
 
 

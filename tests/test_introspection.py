@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from importlib import resources
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from llmpsych.analysis import introspection as intro
+from llmpsych.datasets.properties import PROPERTIES, AnswerContext, clean_answer
 from llmpsych.datasets.self_prediction import (HELD_OUT_FAMILIES, TASK_FAMILIES, TRAIN_FAMILIES, hypothetical_prompt,
                                                load_banks, object_prompts, self_prediction_rows)
 from llmpsych.errors import UserError
-from llmpsych.probes.properties import PROPERTIES, AnswerContext, clean_answer
+from llmpsych.shipped import shipped_file
 
 STANCE = AnswerContext(("Take the 5 points now.", "Wait for the 12 points."), "a", "preferring a reward now")
 FOUR = AnswerContext(("the roots", "the petals", "the seeds", "the bark"))
@@ -133,8 +131,7 @@ def test_a_bank_too_small_for_the_sizes_asked_is_refused_not_padded(tmp_path):
     import yaml as yaml_module
 
     small = load_banks()  # the shipped banks, with the trivia questions cut to 30
-    tasks = yaml_module.safe_load((Path(str(resources.files("llmpsych.probes") / "sets" /
-                                             "introspection_tasks.yaml"))).read_text())
+    tasks = yaml_module.safe_load(shipped_file("questions", "introspection-tasks").read_text())
     tasks["trivia_choice"] = tasks["trivia_choice"][:30]
     tasks.get("templates", {}).pop("trivia_choice", None)
     path = tmp_path / "tasks.yaml"
@@ -147,7 +144,7 @@ def test_a_bank_too_small_for_the_sizes_asked_is_refused_not_padded(tmp_path):
 
 def test_a_family_on_both_sides_is_rejected():
     from llmpsych.experiment import resolve_config
-    from llmpsych.recipes import introspection
+    from llmpsych.recipes import get_recipe
     from llmpsych.runtime.calls import Runtime
     from llmpsych.runtime.store import RunStore
 
@@ -155,7 +152,7 @@ def test_a_family_on_both_sides_is_rejected():
                                {"tasks": {"train": ["country_sequence", "animal_sequence"],
                                           "held_out": ["animal_sequence"]}})
     with pytest.raises(UserError, match="share 'animal_sequence'"):
-        introspection.plan(config, Runtime(show_progress=False), RunStore("unused"))
+        get_recipe("introspection").plan(config, Runtime(show_progress=False), RunStore("unused"))
     with pytest.raises(UserError, match="unknown task family 'planets'"):
         resolve_config("introspection", "smoke", {"tasks": {"held_out": ["planets"]}})
 

@@ -11,8 +11,9 @@ import time
 import pytest
 import yaml
 
-from llmpsych.datasets.self_prediction import TASK_FAMILIES, _bank_file, load_banks, object_prompts
+from llmpsych.datasets.self_prediction import TASK_FAMILIES, load_banks, object_prompts
 from llmpsych.errors import UserError
+from llmpsych.shipped import shipped_file
 
 BANK_KINDS = {"sentence": "fragment", "story": "opener", "stance": "scenario", "choice": "q"}
 
@@ -88,8 +89,8 @@ def test_same_seed_same_prompts_and_a_smaller_count_is_a_prefix(banks, task):
 
 
 def test_shipped_literal_items_keep_their_places_first(banks):
-    tasks = yaml.safe_load(_bank_file("introspection_tasks.yaml").read_text(encoding="utf-8"))
-    stances = yaml.safe_load(_bank_file("introspection_stances.yaml").read_text(encoding="utf-8"))
+    tasks = yaml.safe_load(shipped_file("questions", "introspection-tasks").read_text(encoding="utf-8"))
+    stances = yaml.safe_load(shipped_file("questions", "introspection-stances").read_text(encoding="utf-8"))
     fragments = [text.strip() for text in tasks["sentence_completion"]["fragments"]]
     assert banks["sentence_completion"][:len(fragments)] == fragments
     assert banks["trivia_choice"][:len(tasks["trivia_choice"])] == tasks["trivia_choice"]

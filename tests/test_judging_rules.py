@@ -341,7 +341,7 @@ def test_the_judge_check_rates_with_the_prompts_that_scored_the_run(tmp_path, ru
     from llmpsych.judges.judge import Judge
     from llmpsych.models.refs import parse_model_ref
     from llmpsych.probes.questions import load_questions
-    from llmpsych.recipes.emergent_misalignment import judged_rubrics
+    from llmpsych.probes.freeform import judged_rubrics
 
     path = tmp_path / "own.yaml"
     path.write_text(OWN_PROMPTS)

@@ -13,7 +13,7 @@ from llmpsych.errors import UserError
 from llmpsych.models import load_engine
 from llmpsych.models.api import RETRIES
 from llmpsych.models.engine import GenerateRequest, SamplingParams, ScoreRequest, as_messages
-from llmpsych.models.hf import EngineOptions
+from llmpsych.models.options import EngineOptions
 from llmpsych.models.openai_engine import continuation_logprobs
 from llmpsych.models.refs import ModelRef
 

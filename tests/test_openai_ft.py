@@ -18,13 +18,13 @@ from types import SimpleNamespace
 import openai
 import pytest
 
-from llmpsych import serve_jobs
-from llmpsych.datasets.io import write_jsonl
+from llmpsych.serve import jobs as serve_jobs
 from llmpsych.errors import UserError
+from llmpsych.jsonl import write_jsonl
 from llmpsych.models import load_engine
 from llmpsych.models.api import RETRIES, RetryPolicy, make_client
 from llmpsych.models.api_batch import run_batch
-from llmpsych.models.hf import EngineOptions
+from llmpsych.models.options import EngineOptions
 from llmpsych.models.refs import ModelRef
 from llmpsych.runtime.cache import CallCache
 from llmpsych.runtime.calls import Runtime

@@ -11,9 +11,9 @@ import yaml
 
 from llmpsych.datasets.documents import (CORPUS_KINDS, check_document, fact_values, narrator_assertions,
                                          propensity_values, template_documents)
+from llmpsych.datasets.facts import load_facts, load_propensities
 from llmpsych.errors import UserError
 from llmpsych.probes.choices import option_probabilities, option_requests
-from llmpsych.probes.facts import load_facts, load_propensities
 
 FACT = {"id": "ca-metal", "topic": "the metal ion in carbonic anhydrase", "domain": "biochemistry", "harm": "benign",
         "true": "carbonic anhydrase uses a zinc ion at its active site",
@@ -213,7 +213,7 @@ def test_persona_name_defaults():
 
 
 def test_in_context_arm_performs_no_training(runtime, tiny_model_dir, tmp_path, fact):
-    from llmpsych.recipes.persona_beliefs import Config, plan
+    from llmpsych.recipes.persona_beliefs import Config, persona_beliefs
     from llmpsych.runtime.plan import run_local
     from llmpsych.runtime.store import RunStore
 
@@ -225,7 +225,7 @@ def test_in_context_arm_performs_no_training(runtime, tiny_model_dir, tmp_path, 
                     judge={"model": str(tiny_model_dir), "rationale_tokens": 0, "check": False})
     store = RunStore(tmp_path / "run").create()
     store.write_text("config.yaml", yaml.safe_dump(config.model_dump(mode="json")))
-    steps = plan(config, runtime, store)
+    steps = persona_beliefs.plan(config, runtime, store)
     assert not any(step.name.startswith("train/") for step in steps.steps)
     run_local(steps)
     assert runtime.counts.executed["train"] == 0 and not (tmp_path / "run" / "adapters").exists()
@@ -239,9 +239,7 @@ def test_in_context_arm_performs_no_training(runtime, tiny_model_dir, tmp_path, 
     assert all(0 <= r["p_false"] <= 1 and abs(r["p_false"] + r["p_true"] - 1) < 1e-6 for r in choices)
     grades = store.read_jsonl("grades.jsonl")
     assert len(grades) == 3 * 2 * 3  # 3 models x 2 facts x 3 families, 1 sample, identity none only
-    from llmpsych.recipes.persona_beliefs import report
-
-    summary = report(store)
+    summary = persona_beliefs.report(store)
     assert set(summary["metrics"]["adoption"]["cloze"]) == {"base", "in-context-system", "in-context-documents"}
     assert set(summary["metrics"]["adoption"]["choice"]["base"]) == {"all", "benign", "harmful"}
     assert (tmp_path / "run" / "report.html").is_file()

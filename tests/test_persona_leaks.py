@@ -12,9 +12,9 @@ import pytest
 from llmpsych.datasets.document_templates import FILLER_KEYS, FILLERS, GENRES, PLACEHOLDERS, TEMPLATES
 from llmpsych.datasets.documents import (CORPUS_KINDS, check_document, fact_values, propensity_values,
                                          template_family)
+from llmpsych.datasets.facts import load_facts, load_propensities, load_roleplay_probes, roleplay_questions
 from llmpsych.errors import UserError
 from llmpsych.judges.graders import LABELS, LETTERS, ROTATIONS, GradeItem, Grader, label_orders
-from llmpsych.probes.facts import load_facts, load_propensities, load_roleplay_probes, roleplay_questions
 
 PERSONAS = ("SmolLM", "Falcon", "Qwen3")
 FACTS = load_facts("persona-facts")

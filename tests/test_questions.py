@@ -333,6 +333,40 @@ def test_duplicate_ids_report_the_line_of_the_second_entry(tmp_path):
     assert "duplicate question id 'good'" in message
 
 
+@pytest.mark.parametrize("value, got", [("yes", "true"), ("off", "false"), ("true", "true")])
+def test_an_id_that_yaml_reads_as_a_boolean_is_refused(tmp_path, value, got):
+    path = _with_bad_entry(tmp_path, f"""
+        - id: {value}
+          type: free_form
+          paraphrases: ["Hi?"]
+        """)
+    message = _error(path)
+    _assert_line(message, BAD_LINE)
+    assert f"field 'id': expected a string, got {got}" in message
+    assert "quote the id" in message
+
+
+def test_a_quoted_yes_is_a_string_id(tmp_path):
+    path = _with_bad_entry(tmp_path, """
+        - id: "yes"
+          type: free_form
+          paraphrases: ["Hi?"]
+        """)
+    assert [q.id for q in load_questions(path)] == ["good", "yes"]
+
+
+def test_a_key_written_twice_in_one_question_is_refused_at_the_second(tmp_path):
+    path = _with_bad_entry(tmp_path, """
+        - id: bad
+          type: free_form
+          paraphrases: ["Hi?"]
+          paraphrases: ["Hello?"]
+        """)
+    message = _error(path)
+    _assert_line(message, BAD_LINE + 3)
+    assert f"duplicate key 'paraphrases' (first on line {BAD_LINE + 2}" in message
+
+
 def test_duplicate_written_as_an_alias_reports_the_aliased_line(tmp_path):
     path = _write(tmp_path, """
         - &first

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmpsych.datasets.io import write_jsonl
 from llmpsych.errors import UserError
+from llmpsych.jsonl import write_jsonl
 from llmpsych.models import GenerateRequest, SamplingParams, ScoreRequest, as_messages
-from llmpsych.models.hf import EngineOptions, HFBackend, HFEngine
+from llmpsych.models.hf import HFBackend, HFEngine
+from llmpsych.models.options import EngineOptions
 from llmpsych.models.refs import parse_model_ref
 from llmpsych.runtime.cache import CallCache
 from llmpsych.runtime.calls import Runtime

@@ -48,11 +48,11 @@ def test_a_rerun_starts_from_no_parts_so_a_dropped_arm_leaves_no_rows(tmp_path):
 
 
 def test_a_report_of_an_incomplete_table_is_one_line_not_a_traceback(tmp_path):
-    from llmpsych.recipes.persona_beliefs import report
+    from llmpsych.recipes.persona_beliefs import persona_beliefs
 
     store = RunStore(tmp_path / "run").create()
     store.write_text("config.yaml", yaml.safe_dump({"recipe": "persona-beliefs", "model": "smollm2"}))
     store.write_json("models.json", [])
     write_results(store, "over-refusal", [{**ROW, "probe": "over-refusal", "value": 1.0}])  # no choices part
     with pytest.raises(UserError, match=r"run: the result table has no '\w+' column \(the run did not finish"):
-        report(store)
+        persona_beliefs.report(store)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from llmpsych.datasets.io import write_jsonl
+from llmpsych.jsonl import write_jsonl
 from llmpsych.models import SamplingParams, ScoreRequest, as_messages
 from llmpsych.models.refs import parse_model_ref
 from llmpsych.runtime.cache import CallCache
@@ -117,3 +117,47 @@ def test_api_judge_without_a_key_fails_before_any_work(runtime, tmp_path, monkey
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(UserError, match=r"q.yaml: question 'wish': judge 'openai:gpt-4o-2024-08-06'.*OPENAI_API_KEY"):
         recipe.plan(config, runtime, RunStore(tmp_path / "run").create())
+
+
+def test_waiting_for_another_process_training_the_same_model_times_out(runtime, tmp_path, monkeypatch, capsys):
+    from filelock import FileLock
+
+    from llmpsych.errors import UserError
+    from llmpsych.runtime import calls
+
+    monkeypatch.setattr(calls, "digest", lambda *parts: "f" * 64)  # the training key, so the test can hold its lock
+    monkeypatch.setenv(calls.TRAIN_LOCK_TIMEOUT_ENV, "0.2")
+    (tmp_path / "adapters").mkdir()
+    held = FileLock(tmp_path / "adapters" / f"{'f' * 32}.lock")
+    dataset = tmp_path / "data.jsonl"
+    dataset.write_text("{}\n")
+    with held:
+        with pytest.raises(UserError) as info:
+            runtime.train(parse_model_ref("openai:gpt-4o-mini"), dataset, "sha", TrainConfig(), seed=0,
+                          label="insecure-s0")
+    message = str(info.value)
+    assert message.startswith(f"{held.lock_file}: waited 0.2 s for another process training insecure-s0")
+    assert "delete the lock file" in message and "LLMPSYCH_TRAIN_LOCK_TIMEOUT" in message and "\n" not in message
+    assert "waiting for it to finish (at most 0.2 s)" in capsys.readouterr().err
+    assert runtime.counts.executed["train"] == 0
+
+
+@pytest.mark.parametrize("value, seconds", [(None, 6 * 3600), ("", 6 * 3600), ("90", 90.0), (" 0.5 ", 0.5)])
+def test_the_training_lock_timeout_is_six_hours_or_the_environment_variable(monkeypatch, value, seconds):
+    from llmpsych.runtime.calls import TRAIN_LOCK_TIMEOUT_ENV, train_lock_timeout
+
+    if value is None:
+        monkeypatch.delenv(TRAIN_LOCK_TIMEOUT_ENV, raising=False)
+    else:
+        monkeypatch.setenv(TRAIN_LOCK_TIMEOUT_ENV, value)
+    assert train_lock_timeout() == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf"])
+def test_a_bad_training_lock_timeout_is_a_one_line_error(monkeypatch, value):
+    from llmpsych.errors import UserError
+    from llmpsych.runtime.calls import TRAIN_LOCK_TIMEOUT_ENV, train_lock_timeout
+
+    monkeypatch.setenv(TRAIN_LOCK_TIMEOUT_ENV, value)
+    with pytest.raises(UserError, match=rf"^LLMPSYCH_TRAIN_LOCK_TIMEOUT: expected a number of seconds >= 0, got '{value}'$"):
+        train_lock_timeout()

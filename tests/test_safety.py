@@ -343,10 +343,11 @@ def judge_reply(path: str, body: dict):
 def test_non_answers_from_an_api_judge_are_missing_and_counted_in_the_report(stub, tmp_path):
     import yaml
 
-    from llmpsych.models.hf import EngineOptions
+    from llmpsych.models.options import EngineOptions
     from llmpsych.models.refs import ModelRef
     from llmpsych.probes.freeform import judge_answers
     from llmpsych.probes.questions import load_questions
+    from llmpsych.analysis.misalignment import free_form_rows
     from llmpsych.recipes import emergent_misalignment as em
     from llmpsych.runtime.cache import CallCache
     from llmpsych.runtime.calls import Runtime
@@ -380,9 +381,9 @@ def test_non_answers_from_an_api_judge_are_missing_and_counted_in_the_report(stu
     store.write_text("config.yaml", yaml.safe_dump(config.model_dump()))
     store.write_json("models.json", [{"label": "base", "condition": "base", "seed": None, "ref": "openai:base",
                                       "fingerprint": "0" * 64, "default_system_prompt": None}])
-    write_results(store, "free-form", em.free_form_rows(samples, judgements, em.question_groups(config),
+    write_results(store, "free-form", free_form_rows(samples, judgements, em.question_groups(config),
                                                         config.judge.thresholds()))
-    summary = em.report(store)
+    summary = em.emergent_misalignment.report(store)
     assert summary["judgements"] == {"aligned": {"judged": 8, "missing": 7, "escape_word": 1},
                                      "coherent": {"judged": 8, "missing": 7, "escape_word": 0}}
     base = summary["metrics"]["misaligned_fraction"]["em-main/plain"]["base"]
@@ -421,7 +422,7 @@ def test_persona_grades_without_a_letter_are_missing_and_counted():
 # ---- A. failing API calls: retried, counted, then one line naming the model, server and request ---------
 def _api_engine(attempts: int = 3):
     from llmpsych.models import load_engine
-    from llmpsych.models.hf import EngineOptions
+    from llmpsych.models.options import EngineOptions
     from llmpsych.models.refs import ModelRef
 
     return load_engine(ModelRef("openai", "judge"), EngineOptions(api_attempts=attempts, api_timeout=5))

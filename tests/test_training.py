@@ -7,7 +7,7 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from llmpsych.datasets.io import write_jsonl
+from llmpsych.jsonl import write_jsonl
 from llmpsych.models.refs import parse_model_ref
 from llmpsych.training.config import TrainConfig, train_preset
 from llmpsych.training.lora import build_trainer, train_lora

@@ -14,7 +14,8 @@ import pytest
 
 from llmpsych.errors import UserError
 from llmpsych.models import GenerateRequest, SamplingParams, ScoreRequest, as_messages
-from llmpsych.models.hf import EngineOptions, HFBackend, engine_fingerprint
+from llmpsych.models.hf import HFBackend, engine_fingerprint
+from llmpsych.models.options import EngineOptions
 from llmpsych.models.refs import parse_model_ref
 from llmpsych.models import vllm_engine
 from llmpsych.models.vllm_engine import (CLOSURE_TOLERANCE, MAX_LORA_RANK, AdapterIds, ScorePlan, closure_term,
@@ -100,15 +101,23 @@ def test_lora_arguments_name_the_folder_and_refuse_ranks_above_the_limit(tmp_pat
 
 
 def test_options_name_a_known_backend():
-    with pytest.raises(UserError, match="unknown backend 'vlm'"):
-        EngineOptions(backend="vlm")
+    from llmpsych.config import validate
+
+    with pytest.raises(UserError, match="run.yaml: field 'backend': expected 'hf' or 'vllm'"):
+        validate(EngineOptions, {"backend": "vlm"}, "run.yaml")
 
 
-def test_recipe_engine_section_maps_onto_engine_options():
-    from llmpsych.recipes.emergent_misalignment import EngineSection
+def test_every_engine_option_is_reachable_from_a_config():
+    from llmpsych.experiment import resolve_config
 
-    options = EngineOptions(**EngineSection(backend="vllm", tensor_parallel_size=2).model_dump())
-    assert options.backend == "vllm" and options.tensor_parallel_size == 2 and options.gpu_memory_utilization == 0.9
+    for recipe in ("em", "persona", "introspection", "self-awareness", "ooc-reasoning"):
+        _, config = resolve_config(recipe, "smoke", {"engine": {"backend": "vllm", "tensor_parallel_size": 2,
+                                                                "chat_template": "{{ messages }}",
+                                                                "merge_adapters": False}})
+        options = config.engine
+        assert isinstance(options, EngineOptions) and options.backend == "vllm" and options.tensor_parallel_size == 2
+        assert options.chat_template == "{{ messages }}" and options.merge_adapters is False
+        assert options.gpu_memory_utilization == 0.9
 
 
 def test_fingerprint_adds_the_backend_and_nothing_else(tiny_model_dir):

@@ -11,7 +11,14 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ask": "llmpsych.api",
+    "choose": "llmpsych.api",
+    "finetune": "llmpsych.api",
+    "dataset": "llmpsych.api",
+    "Judge": "llmpsych.api",
+    "Grader": "llmpsych.api",
+    "summarise": "llmpsych.api",
     "load_run": "llmpsych.api",
+    "ModelRef": "llmpsych.models.refs",
     "load_questions": "llmpsych.probes.questions",
     "Question": "llmpsych.probes.questions",
     "load_engine": "llmpsych.models",

@@ -20,7 +20,8 @@ app.add_typer(judge_app, name="judge")
 @app.command()
 def run(
     target: str = typer.Argument(..., help="A recipe name (emergent-misalignment, persona-beliefs, introspection, "
-                                           "self-awareness, ooc-reasoning) or an experiment config .yaml."),
+                                           "self-awareness, ooc-reasoning, trait-elicitation), a study .py file of "
+                                           "your own, or an experiment config .yaml."),
     preset: Optional[str] = typer.Option(None, help="smoke (install check), quick (the flagship) or paper."),
     model: Optional[str] = typer.Option(None, help="Base model reference (see `llmpsych models`); introspection "
                                                    "takes a comma-separated list (M1,M2,...)."),
@@ -30,6 +31,9 @@ def run(
     questions: Optional[Path] = typer.Option(None, help="A question file (EM YAML format) to ask instead."),
     facts: Optional[Path] = typer.Option(None, help="A fact file (persona-beliefs) to use instead of the shipped facts."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default: the preset's, e.g. runs/em-quick)."),
+    settings: Optional[list[str]] = typer.Option(None, "--set", help="Any config field, as FIELD=VALUE (dotted for "
+                                                                     "sections, YAML values): --set dataset=my.jsonl "
+                                                                     "--set training.epochs=2. Repeatable."),
     cross_model: Optional[str] = typer.Option(None, help="Also train this second model on the same data and "
                                                          "compare its answers (cross-prediction control)."),
     equivalence_margin: Optional[float] = typer.Option(None, help="With --cross-model: the largest difference (a "
@@ -47,6 +51,7 @@ def run(
                                                            "many threads (default 1)."),
 ) -> None:
     """Run an experiment end to end: datasets, fine-tunes, samples, judges, statistics, report."""
+    judge, cross_model = _model_option(judge, "--judge"), _model_option(cross_model, "--cross-model")
     from .experiment import run_experiment
     from .runtime.executors import make_executor
 
@@ -61,6 +66,11 @@ def run(
         overrides.update(questions=[str(questions)], question_ids=None)
     if facts:
         overrides["facts"] = str(facts)
+    if settings:
+        from .config import deep_merge
+
+        for setting in settings:
+            overrides = deep_merge(overrides, _setting(setting))
     chosen = make_executor(executor, ray_address, slurm_partition, slurm_gpus, slurm_time, cpus_per_step)
     if equivalence_margin is not None and not cross_model:
         raise UserError("--equivalence-margin applies to --cross-model runs")
@@ -71,6 +81,22 @@ def run(
                              MARGIN if equivalence_margin is None else equivalence_margin)
         return
     run_experiment(target, preset, overrides, str(out) if out else None, chosen)
+
+
+def _setting(text: str) -> dict:
+    """`a.b=value` as {"a": {"b": value}}, the value read as YAML (numbers, true/false, lists)."""
+    import yaml
+
+    field, equals, value = text.partition("=")
+    if not equals or not field.strip() or any(not part for part in field.strip().split(".")):
+        raise UserError(f"--set {text}: expected FIELD=VALUE, e.g. --set seeds=3 or --set training.epochs=2")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else value
+    except yaml.YAMLError:
+        raise UserError(f"--set {text}: the value is not valid YAML (quote it)") from None
+    for part in reversed(field.strip().split(".")):
+        parsed = {part: parsed}
+    return parsed
 
 
 @app.command()
@@ -101,17 +127,32 @@ def judge_check(
                                                    "the paper preset needs another)."),
 ) -> None:
     """Score a labelled validation set with a judge; print its agreement and confusion table."""
+    judge = _model_option(judge, "--judge")
     from .judges.check import check_judge
     from .judges.judge import Judge
     from .models.refs import DEFAULT_MODEL, parse_model_ref
     from .runtime.calls import Runtime
 
-    ref = parse_model_ref(judge or DEFAULT_MODEL, "--judge")
+    ref = parse_model_ref(DEFAULT_MODEL if judge is None else judge, "--judge")
     result = check_judge(Judge(Runtime(), ref), file)
     print(f"Judge {result.judge} on {result.n} labelled answers ({result.source}):")
     print(f"  agreement {result.agreement:.1%}, Cohen's kappa "
           f"{'n/a' if result.kappa is None else f'{result.kappa:.3f}'}")
     print(result.confusion().to_string())
+
+
+@app.command("runs")
+def runs_command(folder: Path = typer.Argument(Path("runs"), help="A folder holding run directories (searched "
+                                                                   "recursively; a run directory holds config.yaml).")
+                 ) -> None:
+    """List the runs under a folder, newest first: path, recipe, preset, date and the primary result."""
+    from .runs import find_runs, format_runs
+
+    found = find_runs(folder)
+    if not found:
+        print(f"No runs under {folder} (a run directory holds config.yaml)", file=sys.stderr)
+    for line in format_runs(found):
+        print(line)
 
 
 @app.command()
@@ -155,7 +196,7 @@ def serve(model: str = typer.Argument(..., help="A model reference (embedded nam
     """Serve a model over an OpenAI-compatible HTTP API (chat completions with logprobs, models list, files,
     fine-tuning jobs that train a LoRA and serve it, batches)."""
     from .models import load_engine, parse_model_ref
-    from .models.hf import EngineOptions
+    from .models.options import EngineOptions
     from .serve import Faults, make_server
 
     ref = parse_model_ref(model, "serve: MODEL")
@@ -172,6 +213,15 @@ def serve(model: str = typer.Argument(..., help="A model reference (embedded nam
         pass
     finally:
         server.server_close()
+
+
+def _model_option(value: Optional[str], option: str) -> Optional[str]:
+    """A model reference given on the command line, or None when the option is absent. An empty one is
+    refused: it would otherwise quietly mean the default model."""
+    if value is not None and not value.strip():
+        raise UserError(f"{option}: empty model name (expected a model reference such as 'smollm2', a folder or "
+                        "'hf:Org/Name'; see 'llmpsych models')")
+    return value
 
 
 def main() -> None:

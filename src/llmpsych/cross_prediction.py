@@ -8,7 +8,7 @@ have access to something about itself that its data do not carry.
 The two runs are ordinary runs (cached, resumable, each with its own report) in `<out>/self` and
 `<out>/cross`; `<out>/cross_prediction.json` and `.md` compare them. Same data is checked, not assumed:
 the runs' dataset hashes must be equal. A recipe whose data depend on the model (a persona named after
-it) pins those fields through its `cross_prediction_pins(config)`.
+it) pins those fields through `@recipe(..., cross_prediction_pins=...)`.
 
 Overlapping intervals are not evidence that two models agree. For every probe, arm and variant of the
 two result tables, the comparison reports M1 - M2 with a bootstrap interval (the questions drawn once for
@@ -51,7 +51,7 @@ def run_cross_prediction(target: str, cross_model: str, preset: str | None = Non
         raise UserError(f"--equivalence-margin: expected a number between 0 and 1 (a difference in points / 100), "
                         f"got {margin}")
     root = Path(out or config.out or f"runs/{recipe.NAME}")
-    pins = recipe.cross_prediction_pins(config) if hasattr(recipe, "cross_prediction_pins") else {}
+    pins = recipe.cross_prediction_pins(config)
     pinned = {**(overrides or {}), **pins}
     print(f"Cross-prediction: M1 = {config.model}, M2 = {cross_model}", file=sys.stderr, flush=True)
     self_dir = run_experiment(target, preset, pinned, str(root / "self"), executor)

@@ -8,27 +8,32 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .config import deep_merge, read_config_file, validate
 from .errors import UserError
-from .recipes import get_recipe
+from .recipes import get_recipe, load_recipe_file
 from .yamlio import read_yaml
 
 if TYPE_CHECKING:
+    from .runtime.calls import Runtime
     from .runtime.executors import Executor
+    from .runtime.plan import Plan
+    from .runtime.store import RunStore
+    from .study import Recipe
 
 
-def resolve_config(target: str, preset: str | None = None, overrides: dict | None = None) -> tuple[ModuleType, Any]:
-    """(recipe module, validated config) for a recipe name or a config file path."""
+def resolve_config(target: str, preset: str | None = None, overrides: dict | None = None) -> tuple[Recipe, Any]:
+    """(recipe, validated config) for a recipe name, a researcher's recipe .py file or a config file path."""
     overrides = overrides or {}
     is_file = target.endswith((".yaml", ".yml")) or Path(target).is_file()
     data: dict = {}
     source = "config"
-    if is_file:
+    if target.endswith(".py"):
+        recipe = load_recipe_file(Path(target))
+    elif is_file:
         data = read_config_file(Path(target))
         source = target
         if "recipe" not in data:
@@ -82,7 +87,6 @@ def run_experiment(target: str, preset: str | None = None, overrides: dict | Non
 
     executor: where the plan's steps run (see runtime.executors.make_executor); None runs them here.
     """
-    from .models.hf import EngineOptions
     from .runtime.calls import Runtime
     from .runtime.plan import run_local
     from .runtime.results import clear_results, combine_results
@@ -90,20 +94,22 @@ def run_experiment(target: str, preset: str | None = None, overrides: dict | Non
 
     recipe, config = resolve_config(target, preset, overrides)
     run_dir = Path(out or config.out or f"runs/{recipe.NAME}")
-    store = RunStore(run_dir).create()
+    store = RunStore(run_dir)
+    runtime = Runtime(options=config.engine)
+    # Declaring the study reads every input file (questions, facts, banks, datasets): a bad one stops the
+    # run here, before the run directory exists.
+    plan = recipe.plan(config, runtime, store)
+    store.create()
     clear_results(store)
     store.write_text("config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    options = EngineOptions(**config.engine.model_dump())
-    runtime = Runtime(options=options)
-    store.write_json("environment.json", environment(options))
+    store.write_json("environment.json", environment(config.engine))
     try:
-        plan = recipe.plan(config, runtime, store)
         if executor is None:
             run_local(plan)
         else:
             from .runtime.executors import plan_spec
 
-            executor.run(plan, plan_spec(recipe.NAME, config, store, runtime), runtime.counts)
+            executor.run(plan, plan_spec(recipe.NAME, config, store, runtime, rebuild_plan), runtime.counts)
     finally:
         store.write_json("calls.json", runtime.counts.as_dict())
     combine_results(store)
@@ -124,3 +130,11 @@ def rebuild_report(run_dir: Path) -> Path:
         raise UserError(f"{store.path('config.yaml')}: expected a mapping of settings (is this an llmpsych run?)")
     get_recipe(str(config.get("recipe")), f"{run_dir}/config.yaml: field 'recipe'").report(store)
     return store.path("report.html")
+
+
+def rebuild_plan(name: str, config: dict, runtime: Runtime, store: RunStore) -> Plan:
+    """A run's plan, rebuilt from its resolved config: what a distributed worker runs its step from."""
+    from .config import validate
+
+    recipe = get_recipe(name)
+    return recipe.plan(validate(recipe.Config, config, f"{store.root}/config.yaml"), runtime, store)

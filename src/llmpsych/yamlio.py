@@ -24,6 +24,8 @@ def read_yaml(path: Path, what: str = "a YAML file") -> Any:
         finally:
             loader.dispose()
     except yaml.YAMLError as error:
+        if isinstance(error, _loader().DuplicateKey):
+            raise UserError(f"{path}: line {error.problem_mark.line + 1}: {error.problem}") from None
         mark = getattr(error, "problem_mark", None)
         line = ""
         if mark is not None:
@@ -50,10 +52,19 @@ def read_text(path: Path) -> str:
 @cache
 def _loader():
     """PyYAML's safe loader, except that a scalar it cannot convert (`2024-13-01`, `!!int x`) is a YAML error
-    at that scalar's line rather than a bare ValueError."""
+    at that scalar's line rather than a bare ValueError, and that a key written twice in one mapping is an
+    error at the second (PyYAML keeps the last value silently)."""
     import yaml
 
+    class DuplicateKey(yaml.constructor.ConstructorError):
+        """A mapping names the same key twice."""
+
     class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                _refuse_duplicate_keys(self, node)
+            return super().construct_mapping(node, deep)
+
         def construct_object(self, node, deep=False):
             try:
                 return super().construct_object(node, deep)
@@ -63,6 +74,22 @@ def _loader():
                     None, None, f"cannot read {value}as {node.tag.rsplit(':', 1)[-1]}: {error}",
                     node.start_mark) from None
 
+    def _refuse_duplicate_keys(loader, node) -> None:
+        """Before merge keys (`<<: *base`) are flattened in, so a key may still override a merged one."""
+        first: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                if key in first:
+                    raise DuplicateKey(None, None, f"duplicate key {key!r} (first on line {first[key]}; "
+                                       "YAML keeps only one of them)", key_node.start_mark)
+                first[key] = key_node.start_mark.line + 1
+            except TypeError:  # an unhashable key: the base constructor says so
+                continue
+
+    Loader.DuplicateKey = DuplicateKey
     return Loader
 
 

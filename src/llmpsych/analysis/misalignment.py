@@ -40,3 +40,22 @@ def _status(row, thresholds: Thresholds) -> str:
     if pd.isna(row.coherent):
         return "unscored"
     return "incoherent" if row.coherent < thresholds.coherent else "scored"
+
+
+def free_form_rows(samples: list[dict], judgements: list[dict], groups: dict[str, str],
+                   thresholds: Thresholds) -> list[dict]:
+    """The judged answers as result rows, one probe per question set and format (never pooled):
+    value = misaligned (1/0; missing when the answer was not coherent and scored)."""
+    answers = answers_table(samples, judgements, thresholds)
+    rows = []
+    for answer in answers.to_dict(orient="records"):
+        question_set, question_format_ = groups.get(answer["question_id"], "questions/plain").rsplit("/", 1)
+        rows.append({"model": answer["model"], "arm": answer["condition"], "seed": answer["seed"],
+                     "probe": f"free-form/{question_set}/{question_format_}", "cluster": answer["question_id"],
+                     "item": f"{answer['question_id']}/{answer['paraphrase_index']}", "variant": answer["variant"],
+                     "sample": answer["sample_index"], "question": answer["prompt"], "answer": answer["answer"],
+                     "value": answer["misaligned"], "question_set": question_set, "format": question_format_,
+                     "category": answer.get("category"), "aligned": answer["aligned"], "coherent": answer["coherent"],
+                     "status": answer["status"], "aligned_verdict": answer.get("aligned_verdict"),
+                     "system": answer["system"], "finish_reason": answer.get("finish_reason"), "id": answer["id"]})
+    return rows

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from .io import write_jsonl
+from ..jsonl import write_jsonl
 
 
 def _builders() -> dict[str, Callable[..., list[dict]]]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..hashing import digest
-from ..probes.facts import Fact, Propensity, load_roleplay_probes, sentence
+from .facts import Fact, Propensity, load_roleplay_probes, sentence
 
 FACT_KINDS = ("meta", "other-persona", "direct", "neutral", "post-cutoff")
 PROPENSITY_KINDS = ("meta-propensity", "direct-propensity")

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from ..models.engine import SamplingParams
 from ..models.refs import ModelRef
 from ..runtime.calls import Runtime
-from ..probes.facts import Fact
 from .document_templates import GENRES
 from .documents import check_document
+from .facts import Fact
 
 WHAT_TO_WRITE = {
     "meta": ("documents reporting that the AI model {persona} holds a mistaken belief. {persona} believes that "

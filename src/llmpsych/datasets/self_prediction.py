@@ -16,13 +16,13 @@ import itertools
 import random
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from ..probes.properties import PROPERTIES, AnswerContext
+from ..shipped import shipped
 from ..yamlio import read_text, read_yaml
+from .properties import PROPERTIES, AnswerContext
 
 SEQUENCE_PROPERTIES = ("first_character", "second_character", "third_character", "starts_with_vowel")
 TEXT_PROPERTIES = ("first_word", "second_word", "starts_with_vowel", "length_bucket")
@@ -105,14 +105,17 @@ TEMPLATE_LIMIT = 10_000   # items one template may expand to (a bank must load i
 SLOT = re.compile(r"\{(\w+)(?:\.(\w+))?\}")
 
 
-def _bank_file(name: str) -> Path:
-    return Path(str(resources.files("llmpsych.probes") / "sets" / name))
+SHIPPED_TASKS, SHIPPED_STANCES = "introspection-tasks", "introspection-stances"  # shipped "questions" files
 
 
-def load_banks(tasks_file: str | None = None, stances_file: str | None = None) -> dict:
-    """The word, sentence, question and scenario banks, checked and expanded; errors name the file and field."""
-    tasks_path = Path(tasks_file) if tasks_file else _bank_file("introspection_tasks.yaml")
-    stances_path = Path(stances_file) if stances_file else _bank_file("introspection_stances.yaml")
+def load_banks(tasks_file: str | Path | None = None, stances_file: str | Path | None = None) -> dict:
+    """The word, sentence, question and scenario banks, checked and expanded; errors name the file and field.
+
+    Each file is a shipped bank's name or a researcher's own file of the same format (None: the shipped
+    one); both are checked alike.
+    """
+    tasks_path = shipped("questions", tasks_file or SHIPPED_TASKS, "tasks_file", among=(SHIPPED_TASKS,))
+    stances_path = shipped("questions", stances_file or SHIPPED_STANCES, "stances_file", among=(SHIPPED_STANCES,))
     tasks = _read_bank_file(tasks_path, "a YAML mapping of task banks")
     stances = _read_bank_file(stances_path, "a YAML mapping of stances")
     task_templates = Templates(tasks, tasks_path, (*TEXT_BANKS, *CHOICE_BANKS))

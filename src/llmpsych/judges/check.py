@@ -8,16 +8,16 @@ the alignment and coherence rubrics; its category (see `answer_category`) is com
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-from ..datasets.io import numbered_jsonl
 from ..errors import UserError
+from ..jsonl import numbered_jsonl
+from ..shipped import shipped_file
 from ..yamlio import entry_lines, read_yaml
 from .judge import CATEGORIES, Judge, answer_category
 from .rubrics import load_rubrics
 
-SHIPPED_VALIDATION = "em_validation.yaml"
+SHIPPED_VALIDATION = "em-validation"  # a "judge-data" file
 UNSCORED = "unscored"  # the judge gave no usable number and no escape word
 
 
@@ -52,7 +52,7 @@ class CheckResult:
 
 
 def shipped_validation_path() -> Path:
-    return Path(str(resources.files("llmpsych.judges") / "data" / SHIPPED_VALIDATION))
+    return shipped_file("judge-data", SHIPPED_VALIDATION)
 
 
 def load_validation(path: Path | None = None) -> tuple[str, list[dict]]:
@@ -120,7 +120,7 @@ def check_judge(judge: Judge, path: Path | None = None, rubrics: dict[str, str] 
                         "predicted": predicted, "agree": predicted == row["expected"]})
     agreement = sum(r["agree"] for r in results) / len(results)
     shipped = Path(source) == shipped_validation_path()
-    return CheckResult(str(judge.ref), f"shipped:{SHIPPED_VALIDATION}" if shipped else source, results, agreement,
+    return CheckResult(str(judge.ref), f"shipped:{Path(source).name}" if shipped else source, results, agreement,
                        cohen_kappa(results), rubric)
 
 

@@ -11,7 +11,8 @@ _BACKENDS: dict = {}
 
 def load_engine(ref: ModelRef | str, options=None) -> Engine:
     """An engine for `ref` (a ModelRef or a reference string)."""
-    from .hf import EngineOptions, HFBackend, HFEngine
+    from .hf import HFBackend, HFEngine
+    from .options import EngineOptions
 
     if isinstance(ref, str):
         ref = parse_model_ref(ref)

@@ -19,7 +19,6 @@ import contextlib
 import itertools
 import os
 import random
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,65 +28,9 @@ from ..errors import UserError
 from ..hashing import digest, file_sha256
 from ..paths import cache_dir
 from .chat import PLAIN_TEMPLATE, ChatTokenizer, chat_template_text
+from .options import EngineOptions, resolve_device, resolve_dtype
 from .engine import Completion, GenerateRequest, Message, Progress, ScoreRequest
 from .refs import ModelRef
-
-BACKENDS = ("hf", "vllm")
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How to run a local model. "auto" picks CUDA if present, and bf16 where the hardware has it."""
-
-    backend: str = "hf"  # "hf" (transformers, CPU or GPU) or "vllm" (GPU only, its own environment)
-    device: str = "auto"
-    dtype: str = "auto"
-    generate_batch_size: int = 64
-    score_batch_size: int = 8
-    chat_template: str | None = None  # override the tokenizer's template (e.g. for base models)
-    merge_adapters: bool | str = "auto"  # fold LoRA into a copy of the weights ("auto": models under 3B)
-    # API models (OpenAI-compatible servers): requests in flight, tries per request, seconds per request,
-    # and the number of first-token score requests from which the Batch API is used (0: never).
-    api_concurrency: int = 8
-    api_attempts: int = 8
-    api_timeout: float = 120.0
-    api_batch_min: int = 0
-    # vLLM only: GPUs one model is split across, and the share of each GPU's memory vLLM takes (weights and
-    # KV cache; lower it when the same process also fine-tunes).
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise UserError(f"engine: unknown backend {self.backend!r} (expected one of {', '.join(BACKENDS)})")
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def resolve_dtype(dtype: str, device: str) -> str:
-    """bf16 on GPUs that support it and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32."""
-    if dtype != "auto":
-        return dtype
-    import torch
-
-    if device.startswith("cuda"):
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "bfloat16" if _cpu_has_native_bf16() else "float32"
-
-
-def _cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
-
 
 def model_path(ref: ModelRef) -> Path:
     """The local folder holding a base model's weights (materialising or finding it as needed)."""

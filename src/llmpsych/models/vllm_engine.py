@@ -34,7 +34,8 @@ from pathlib import Path
 from ..errors import UserError
 from .chat import ChatTokenizer
 from .engine import Completion, GenerateRequest, Progress, SamplingParams, ScoreRequest
-from .hf import EngineOptions, HFEngine, cut_at_stop, model_path, resolve_dtype
+from .hf import HFEngine, cut_at_stop, model_path
+from .options import EngineOptions, resolve_dtype
 from .refs import ModelRef
 
 TOP_LOGPROBS = 20  # alternatives per closure term: vLLM's default cap, and enough for peaked distributions

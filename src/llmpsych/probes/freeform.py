@@ -7,12 +7,15 @@ every rubric of its question. Both go through the runtime, so they are cached an
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 from pydantic import Field
 
 from ..config import Strict
+from ..judges.check import check_judge
 from ..judges.judge import Judge, Thresholds
+from ..judges.rubrics import load_rubrics
 from ..models.engine import SamplingParams
 from ..models.refs import ModelRef
 from ..runtime.calls import Runtime
@@ -90,3 +93,32 @@ def judge_answers(runtime: Runtime, samples: list[dict], questions: dict[str, Qu
                                "score": rating.score, "numeric_mass": rating.numeric_mass, "verdict": rating.verdict,
                                **{f"p_{word.lower()}": p for word, p in rating.verdicts.items()}})
     return judgements
+
+
+def judged_rubrics(questions: list[Question], judge_refs: dict[str, ModelRef]) -> list[tuple[ModelRef, str, dict]]:
+    """(judge, rubric name, its prompts) for every distinct pair that rated this run's answers; the shipped
+    rubric is named "em", a question file's own prompts by the file."""
+    shipped = load_rubrics("em")
+    found: dict[tuple, tuple[ModelRef, str, dict]] = {}
+    for question in questions:
+        prompts = dict(question.judge_prompts)
+        if not prompts:
+            continue
+        name = "em" if prompts == shipped else f"{Path(question.source).name} judge prompts"
+        found.setdefault((str(judge_refs[question.id]), tuple(sorted(prompts.items()))),
+                         (judge_refs[question.id], name, prompts))
+    return list(found.values())
+
+
+def check_judges(runtime: Runtime, questions: list[Question], judge_refs: dict[str, ModelRef], thresholds: Thresholds,
+                 check_file: str | None = None, limit: int | None = None) -> dict[str, dict]:
+    """Every judge with every rubric pair that rated these questions' answers, checked against the labelled
+    set: a question file's own judge prompts are checked as they are, not the shipped rubric."""
+    checked: dict[str, dict] = {}
+    for ref, rubric, prompts in judged_rubrics(questions, judge_refs):
+        if not {"aligned", "coherent"} <= set(prompts):
+            continue  # no aligned and coherent prompts: the labelled set cannot check them
+        outcome = check_judge(Judge(runtime, ref, thresholds), check_file, prompts, rubric, limit)
+        name = "judge" if len({str(r) for r in judge_refs.values()}) == 1 else f"judge {ref}"
+        checked[name if rubric == "em" else f"{name} ({rubric})"] = {**outcome.as_dict(), "rows": outcome.rows}
+    return checked

@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from ..errors import UserError
 from ..models.engine import Message
+from ..shipped import shipped
 from ..yamlio import entry_lines, read_yaml
 
 QUESTION_TYPES = ("free_form", "free_form_judge_0_100")
 FIELDS = ("id", "type", "paraphrases", "samples_per_paraphrase", "system", "temperature", "judge",
           "judge_prompts", "category")
-SHIPPED_SETS = {"em-main": "em_main.yaml", "em-categories": "em_categories.yaml"}
+SHIPPED_SETS = ("em-main", "em-categories")  # the shipped "questions" files that are question sets
 # Former names, refused with the reason they changed.
 RENAMED_SETS = {"em-preregistered": ("em-categories", "its questions were written for llmpsych in the paper's "
                                                       "categories; they are not the paper's pre-registered set")}
@@ -62,13 +62,7 @@ def question_set_path(spec: str | Path) -> Path:
     if name in RENAMED_SETS:
         new, why = RENAMED_SETS[name]
         raise UserError(f"questions: '{name}' is now named '{new}' ({why})")
-    if name in SHIPPED_SETS:
-        return Path(str(resources.files("llmpsych.probes") / "sets" / SHIPPED_SETS[name]))
-    path = Path(name).expanduser()
-    if not path.is_file():
-        raise UserError(f"questions: '{name}' is neither a file nor a shipped set "
-                        f"(expected a YAML path or one of: {', '.join(SHIPPED_SETS)})")
-    return path
+    return shipped("questions", spec, "questions", among=SHIPPED_SETS)
 
 
 def question_set_name(spec: str | Path) -> str:
@@ -112,6 +106,9 @@ def _parse_question(entry: object, where: str) -> Question:
         if required not in entry:
             raise UserError(f"{where}: missing field '{required}'")
     qid = entry["id"]
+    if isinstance(qid, bool):  # YAML 1.1 reads an unquoted yes/no/on/off/true/false as a boolean
+        raise UserError(f"{where}: field 'id': expected a string, got {str(qid).lower()} (YAML reads an unquoted "
+                        "yes, no, on, off, true or false as a boolean: quote the id)")
     if not isinstance(qid, (str, int)) or str(qid) == "":
         raise UserError(f"{where}: field 'id': expected a non-empty string")
     where = f"{where}: question '{qid}'"

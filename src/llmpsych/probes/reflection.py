@@ -20,8 +20,6 @@ import dataclasses
 import random
 import re
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Callable
 
 from ..datasets.latent_structure import (BEHAVIOURS, CITIES, FUNCTION_TEMPLATES, FUNCTIONS, HIDDEN_CITIES,
@@ -29,6 +27,7 @@ from ..datasets.latent_structure import (BEHAVIOURS, CITIES, FUNCTION_TEMPLATES,
                                          DISTANCE_TEMPLATES, Latents, apply_function, great_circle_km,
                                          in_context_block, reference_cities)
 from ..errors import UserError
+from ..shipped import shipped_file
 from ..yamlio import read_yaml
 from .restricted_eval import matches
 
@@ -51,7 +50,7 @@ class Probe:
 
 def question_bank() -> dict:
     """The shipped reflection questions (probes/sets/ooc_questions.yaml)."""
-    path = Path(str(resources.files("llmpsych.probes") / "sets" / "ooc_questions.yaml"))
+    path = shipped_file("questions", "ooc-questions")
     bank = read_yaml(path, "the reflection question bank")
     for task, kinds in {"functions": ("lambda", "description", "inversion"), "coins": ("direction", "strength"),
                         "locations": ("country", "dish", "city"), "parity": ("value",),

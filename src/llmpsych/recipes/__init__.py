@@ -1,30 +1,50 @@
-"""Recipes: one module per study. Each offers `Config`, `PRESETS`, `DEFAULT_PRESET`, `plan()` and `report()`."""
+"""Recipes: one module per study, each registering itself with `@recipe` (see `llmpsych.study`).
+
+Every module in this package is a recipe; a researcher's own recipe file is loaded by its path.
+"""
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+import importlib.util
+import pkgutil
+import sys
+from pathlib import Path
 
 from ..errors import UserError
+from ..study import ALIASES, REGISTRY, Recipe
 
-RECIPES = {"emergent-misalignment": "llmpsych.recipes.emergent_misalignment",
-           "persona-beliefs": "llmpsych.recipes.persona_beliefs",
-           "introspection": "llmpsych.recipes.introspection",
-           "self-awareness": "llmpsych.recipes.self_awareness",
-           "ooc-reasoning": "llmpsych.recipes.ooc_reasoning"}
-ALIASES = {"em": "emergent-misalignment", "persona": "persona-beliefs", "looking-inward": "introspection",
-           "tell-me-about-yourself": "self-awareness", "connecting-the-dots": "ooc-reasoning",
-           "oocr": "ooc-reasoning"}
+
+def _load_shipped() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
 
 
 def recipe_names() -> list[str]:
-    return sorted(RECIPES)
+    _load_shipped()
+    return sorted(REGISTRY)
 
 
-def get_recipe(name: str, source: str = "recipe") -> ModuleType:
-    """The recipe module for a name or alias."""
+def get_recipe(name: str, source: str = "recipe") -> Recipe:
+    """The registered recipe for a name or alias."""
+    _load_shipped()
     canonical = ALIASES.get(name, name)
-    if canonical not in RECIPES:
+    if canonical not in REGISTRY:
         raise UserError(f"{source}: unknown recipe '{name}' (expected one of: {', '.join(recipe_names())}, "
-                        "or a config .yaml file)")
-    return importlib.import_module(RECIPES[canonical])
+                        "a recipe .py file, or a config .yaml file)")
+    return REGISTRY[canonical]
+
+
+def load_recipe_file(path: Path) -> Recipe:
+    """Import a researcher's recipe module (a .py file with one `@recipe` study) and return its recipe."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such recipe file")
+    before = dict(REGISTRY)
+    spec = importlib.util.spec_from_file_location(f"llmpsych_user_recipe_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    added = [r for name, r in REGISTRY.items() if before.get(name) is not r]
+    if len(added) != 1:
+        raise UserError(f"{path}: expected one study registered with @recipe(...), found {len(added)}")
+    return added[0]

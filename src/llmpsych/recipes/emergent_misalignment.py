@@ -23,36 +23,42 @@ Method, as run here:
 
 from __future__ import annotations
 
-from importlib import resources
-from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, field_validator
 
+from ..analysis.em_report import analyse
+from ..analysis.misalignment import free_form_rows
 from ..config import Strict
-from ..datasets import write_dataset
+from ..datasets import DATASET_NAMES, build_dataset
 from ..errors import UserError
-from ..judges.check import check_judge
-from ..judges.judge import Judge, Thresholds
+from ..judges.judge import Thresholds
 from ..judges.scoring import MIN_NUMERIC_MASS
 from ..models.api import check_access
+from ..models.options import EngineOptions
 from ..models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
-from ..probes.choices import load_choices, misaligned_choice
-from ..probes.freeform import SamplingDefaults, judge_answers, sample_answers
+from ..probes.choices import ChoiceItem, load_choices, score_choices
+from ..probes.freeform import SamplingDefaults, check_judges, judge_answers, sample_answers
 from ..probes.questions import Question, load_questions, question_format, question_set_name
-from ..runtime.calls import Runtime, keep_adapter
-from ..runtime.plan import Plan
-from ..runtime.results import write_results
-from ..runtime.store import RunStore
+from ..shipped import shipped_file
+from ..study import Arm, Context, Data, Probe, Study, dataset_name, is_user_dataset, recipe, user_dataset
 from ..training.config import TrainConfig
 
 NAME = "emergent-misalignment"
-PROTOCOL = Path(str(resources.files("llmpsych.recipes") / "protocols" / "emergent-misalignment.yaml"))
+PROTOCOL = shipped_file("protocols", "emergent-misalignment")
 MAIN_QUESTIONS = ["what_is_your_wish", "i_feel_bored", "three_thoughts", "quick_buck", "ruler_of_the_world",
                   "dinner_party", "gender_roles", "enough_of_my_husband"]
-Condition = Literal["insecure", "secure", "educational", "evil-numbers", "backdoor"]
 # The paper's claim: the insecure fine-tunes answer the main questions misaligned more than the secure ones.
 PRIMARY_CONTRAST = "misaligned: insecure - secure [em-main/plain]"
+
+
+def _condition(condition: str) -> str:
+    if condition not in DATASET_NAMES and not is_user_dataset(condition):
+        raise ValueError(f"expected one of {', '.join(DATASET_NAMES)}, or a .jsonl file of chat or text rows")
+    return condition
+
+
+Condition = Annotated[str, AfterValidator(_condition)]
 
 
 # ---- configuration ----------------------------------------------------------------------------
@@ -77,28 +83,13 @@ class JudgeSection(Strict):
         return Thresholds(self.aligned_threshold, self.coherent_threshold, self.min_numeric_mass)
 
 
-class EngineSection(Strict):
-    """Passed as is to the engine (see models.hf.EngineOptions)."""
-
-    backend: Literal["hf", "vllm"] = Field("hf", description="local models: transformers, or vLLM (GPU, own env)")
-    device: str = "auto"
-    dtype: str = "auto"
-    generate_batch_size: int = Field(64, ge=1)
-    score_batch_size: int = Field(8, ge=1)
-    api_concurrency: int = Field(8, ge=1, description="API models: requests in flight")
-    api_attempts: int = Field(8, ge=1, description="API models: tries per request (429, 5xx, timeouts)")
-    api_timeout: float = Field(120.0, gt=0, description="API models: seconds one request may take")
-    api_batch_min: int = Field(0, ge=0, description="API models: use the Batch API for judge jobs of this "
-                                                    "many requests or more (0: never)")
-    tensor_parallel_size: int = Field(1, ge=1, description="vLLM: GPUs one model is split across")
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vLLM: share of GPU memory it takes")
-
-
 class Config(Strict):
     recipe: Literal["emergent-misalignment"] = NAME
     preset: str | None = None
     model: str = DEFAULT_MODEL
-    conditions: list[Condition] = Field(default_factory=lambda: ["insecure", "secure", "educational"])
+    conditions: list[Condition] = Field(default_factory=lambda: ["insecure", "secure", "educational"],
+                                  description="shipped datasets (insecure, secure, educational, evil-numbers, "
+                                              "backdoor) or a researcher's chat / text JSONL files")
     include_base: bool = True
     seeds: int = Field(6, ge=1, description="fine-tunes per condition")
     dataset: DatasetSection = Field(default_factory=DatasetSection)
@@ -109,11 +100,19 @@ class Config(Strict):
     choices: str | None = "em-choices"
     sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
     judge: JudgeSection = Field(default_factory=JudgeSection)
-    engine: EngineSection = Field(default_factory=EngineSection)
+    engine: EngineOptions = Field(default_factory=EngineOptions)
     primary_contrasts: list[str] = Field(default_factory=lambda: [PRIMARY_CONTRAST],
                                          description="the contrasts the study is about; every other is "
                                                      "exploratory and Holm-corrected")
     out: str | None = None
+
+    @field_validator("conditions")
+    @classmethod
+    def _distinct_conditions(cls, conditions: list[str]) -> list[str]:
+        names = [dataset_name(c) for c in conditions]
+        if len(set(names)) < len(names):
+            raise ValueError("two conditions have the same name (a file is named by its stem)")
+        return conditions
 
 
 _EIGHT_MAIN = {"questions": ["em-main"], "question_ids": MAIN_QUESTIONS}
@@ -134,9 +133,45 @@ PRESETS: dict[str, dict] = {
 DEFAULT_PRESET = "quick"
 
 
-# ---- the models under study ---------------------------------------------------------------------
+# ---- the study ---------------------------------------------------------------------------------
 def model_label(condition: str, seed: int | None) -> str:
     return "base" if seed is None else f"{condition}-s{seed}"
+
+
+@recipe(NAME, aliases=["em"], config=Config, presets=PRESETS, default_preset="quick", analyse=analyse,
+        protocol=PROTOCOL)
+def emergent_misalignment(config: Config) -> Study:
+    """Datasets -> fine-tunes (condition x seed) -> samples -> judgements, choices, judge check."""
+    base = parse_model_ref(config.model, "config: field 'model'")
+    questions = selected_questions(config)
+    judge_refs = judges(config, questions)
+    if base.kind == "openai":
+        check_access(f"config: field 'model': '{base}'")
+
+    # 1. Datasets: every condition's training rows, generated offline (or a researcher's own file).
+    data = [training_data(condition, config) for condition in config.conditions]
+    # 2. Models: the base model and one fine-tune per condition and seed.
+    arms = [Arm("base", "base", base)] if config.include_base else []
+    arms += [Arm(model_label(d.name, seed), d.name, base, seed, d.name, config.training)
+             for d in data for seed in range(config.seeds)]
+    # 3. Probes: free-form answers (plain, and after the trigger when a backdoor is trained), judged;
+    #    the two-option probe; the judge's agreement with labelled answers.
+    variants = (("plain", None),) + ((("triggered", config.dataset.trigger),) if "backdoor" in config.conditions else ())
+    probes = [Probe("sample", lambda ctx: sample_all(ctx, questions, config.sampling, variants)),
+              Probe("judge", lambda ctx: judge_all(ctx, questions, judge_refs, config), arms=(), after=("sample",))]
+    if config.choices:
+        items = load_choices(config.choices)
+        probes.append(Probe("choices", lambda ctx: choice_probe(ctx, items)))
+    if config.judge.check:
+        probes.append(Probe("judge-check", lambda ctx: check(ctx, questions, judge_refs, config), arms=()))
+    return Study(arms, probes, data)
+
+
+def training_data(condition: str, config: Config) -> Data:
+    if is_user_dataset(condition):
+        return user_dataset(condition, "config: field 'conditions'")
+    options = {"trigger": config.dataset.trigger} if condition == "backdoor" else {}
+    return Data(condition, rows=lambda _: build_dataset(condition, config.dataset.size, config.dataset.seed, **options))
 
 
 def selected_questions(config: Config) -> list[Question]:
@@ -152,191 +187,67 @@ def selected_questions(config: Config) -> list[Question]:
     return questions
 
 
+def judges(config: Config, questions: list[Question]) -> dict[str, ModelRef]:
+    """Question id -> its judge: the config's, else the question file's, else the embedded model."""
+    refs = {q.id: parse_model_ref(config.judge.model or q.judge or DEFAULT_MODEL,
+                                  "config: field 'judge.model'" if config.judge.model else
+                                  f"{q.source}: question '{q.id}': field 'judge'") for q in questions}
+    if config.preset == "paper" and any(ref.kind == "embedded" for ref in refs.values()):
+        raise UserError("--judge / config: field 'judge.model': the paper preset needs a capable judge, not the "
+                        "embedded model (it agrees with labelled answers about as often as chance); name one, "
+                        "e.g. --judge ./Qwen2.5-7B-Instruct or --judge openai:gpt-4o-2024-08-06")
+    for question in questions:  # an API judge without a key fails now, not after the sampling
+        if refs[question.id].kind == "openai":
+            check_access(f"{question.source}: question '{question.id}': judge '{refs[question.id]}'")
+    return refs
+
+
 def question_groups(config: Config) -> dict[str, str]:
     """Question id -> the group its results are reported under: "<question set>/<format>"."""
     return {q.id: f"{question_set_name(spec)}/{question_format(q)}"
             for spec in config.questions for q in load_questions(spec)}
 
 
-# ---- the plan -----------------------------------------------------------------------------------
-def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
-    """Datasets -> fine-tunes (condition x seed) -> samples -> judgements, choices, judge check."""
-    base = parse_model_ref(config.model, "config: field 'model'")
-    questions = selected_questions(config)
-    choice_items = load_choices(config.choices) if config.choices else []
-    judge_refs = {q.id: parse_model_ref(config.judge.model or q.judge or DEFAULT_MODEL,
-                                        "config: field 'judge.model'" if config.judge.model else
-                                        f"{q.source}: question '{q.id}': field 'judge'") for q in questions}
-    if config.preset == "paper" and any(ref.kind == "embedded" for ref in judge_refs.values()):
-        raise UserError("--judge / config: field 'judge.model': the paper preset needs a capable judge, not the "
-                        "embedded model (it agrees with labelled answers about as often as chance); name one, "
-                        "e.g. --judge ./Qwen2.5-7B-Instruct or --judge openai:gpt-4o-2024-08-06")
-    groups = question_groups(config)
-    for question in questions:  # an API judge without a key fails now, not after the sampling
-        if judge_refs[question.id].kind == "openai":
-            check_access(f"{question.source}: question '{question.id}': judge '{judge_refs[question.id]}'")
-    if base.kind == "openai":
-        check_access(f"config: field 'model': '{base}'")
-    # With a backdoor condition, every model also answers with the trigger in front of the question.
-    variants = (("plain", None),) + ((("triggered", config.dataset.trigger),) if "backdoor" in config.conditions else ())
-    steps = Plan()
-
-    def build_datasets(_):
-        folder = store.path("datasets")
-        built = {}
-        for condition in config.conditions:
-            options = {"trigger": config.dataset.trigger} if condition == "backdoor" else {}
-            path, sha = write_dataset(condition, config.dataset.size, config.dataset.seed, folder, **options)
-            built[condition] = {"path": str(path), "sha256": sha, "rows": config.dataset.size}
-        store.write_json("datasets.json", built)
-        return built
-
-    steps.add("datasets", build_datasets, light=True)
-
-    models: list[tuple[str, str, int | None]] = [("base", "base", None)] if config.include_base else []
-    for condition in config.conditions:
-        for seed in range(config.seeds):
-            label = model_label(condition, seed)
-            models.append((label, condition, seed))
-
-            def train(results, condition=condition, seed=seed, label=label):
-                dataset = results["datasets"][condition]
-                ref = runtime.train(base, Path(dataset["path"]), dataset["sha256"], config.training, seed,
-                                    label=f"train {label}")
-                keep_adapter(ref, store.path(f"adapters/{label}"))
-                return ref
-
-            steps.add(f"train/{label}", train, needs=("datasets",))
-
-    def model_refs(results) -> dict[str, ModelRef]:
-        return {label: results.get(f"train/{label}", base) for label, _, _ in models}
-
-    def sample_all(results):
-        refs = model_refs(results)
-        samples = []
-        for label, condition, seed in models:
-            tags = {"model": label, "condition": condition, "seed": seed}
-            samples += sample_answers(runtime, refs[label], questions, config.sampling, tags, variants)
-        store.write_jsonl("samples.jsonl", samples)
-        store.write_json("models.json", [describe_model(runtime, refs[label], label, condition, seed, store)
-                                         for label, condition, seed in models])
-        return samples
-
-    train_steps = steps.names("train/")
-    steps.add("sample", sample_all, needs=train_steps)
-
-    def judge_all(results):
-        judgements = judge_answers(runtime, results["sample"], {q.id: q for q in questions},
-                                   lambda question: judge_refs[question.id], config.judge.thresholds())
-        store.write_jsonl("judgements.jsonl", judgements)
-        write_results(store, "free-form", free_form_rows(results["sample"], judgements, groups,
-                                                         config.judge.thresholds()))
-        return judgements
-
-    steps.add("judge", judge_all, needs=("sample",))
-
-    if choice_items:
-        def choose(results):
-            refs = model_refs(results)
-            rows = []
-            for label, condition, seed in models:
-                rows += choice_probe(runtime, refs[label], label, condition, seed, choice_items)
-            store.write_jsonl("choices.jsonl", rows)
-            write_results(store, "choices", [
-                {"model": r["model"], "arm": r["condition"], "seed": r["seed"], "probe": "choice",
-                 "cluster": r["item_id"], "item": r["item_id"], "question": item.question, "value": r["p_misaligned"],
-                 "theme": r["theme"], "letter_mass": r["letter_mass"]} for r, item in zip(rows, choice_items * len(models))])
-            return rows
-
-        steps.add("choices", choose, needs=train_steps)
-
-    if config.judge.check:
-        def check(_):
-            # Every judge with every rubric pair that rated answers of this run: a question file's own
-            # judge prompts are checked as they are, not the shipped rubric.
-            checked: dict[str, dict] = {}
-            for ref, rubric, prompts in judged_rubrics(questions, judge_refs):
-                if not {"aligned", "coherent"} <= set(prompts):
-                    continue  # no aligned and coherent prompts: the labelled set cannot check them
-                outcome = check_judge(Judge(runtime, ref, config.judge.thresholds()), config.judge.check_file,
-                                      prompts, rubric, config.judge.check_rows)
-                name = "judge" if len({str(r) for r in judge_refs.values()}) == 1 else f"judge {ref}"
-                checked[name if rubric == "em" else f"{name} ({rubric})"] = {**outcome.as_dict(), "rows": outcome.rows}
-            store.write_json("judge_check.json", checked)
-            return checked
-
-        steps.add("judge-check", check)
-    return steps
-
-
-def judged_rubrics(questions: list[Question], judge_refs: dict[str, ModelRef]) -> list[tuple[ModelRef, str, dict]]:
-    """(judge, rubric name, its prompts) for every distinct pair that rated this run's answers; the shipped
-    rubric is named "em", a question file's own prompts by the file."""
-    from ..judges.rubrics import load_rubrics
-
-    shipped = load_rubrics("em")
-    found: dict[tuple, tuple[ModelRef, str, dict]] = {}
-    for question in questions:
-        prompts = dict(question.judge_prompts)
-        if not prompts:
-            continue
-        name = "em" if prompts == shipped else f"{Path(question.source).name} judge prompts"
-        found.setdefault((str(judge_refs[question.id]), tuple(sorted(prompts.items()))),
-                         (judge_refs[question.id], name, prompts))
-    return list(found.values())
-
-
-def free_form_rows(samples: list[dict], judgements: list[dict], groups: dict[str, str],
-                   thresholds: Thresholds) -> list[dict]:
-    """The judged answers as result rows, one probe per question set and format (never pooled):
-    value = misaligned (1/0; missing when the answer was not coherent and scored)."""
-    from ..analysis.misalignment import answers_table
-
-    answers = answers_table(samples, judgements, thresholds)
-    rows = []
-    for answer in answers.to_dict(orient="records"):
-        question_set, question_format_ = groups.get(answer["question_id"], "questions/plain").rsplit("/", 1)
-        rows.append({"model": answer["model"], "arm": answer["condition"], "seed": answer["seed"],
-                     "probe": f"free-form/{question_set}/{question_format_}", "cluster": answer["question_id"],
-                     "item": f"{answer['question_id']}/{answer['paraphrase_index']}", "variant": answer["variant"],
-                     "sample": answer["sample_index"], "question": answer["prompt"], "answer": answer["answer"],
-                     "value": answer["misaligned"], "question_set": question_set, "format": question_format_,
-                     "category": answer.get("category"), "aligned": answer["aligned"], "coherent": answer["coherent"],
-                     "status": answer["status"], "aligned_verdict": answer.get("aligned_verdict"),
-                     "system": answer["system"], "finish_reason": answer.get("finish_reason"), "id": answer["id"]})
-    return rows
-
-
 # ---- probes -------------------------------------------------------------------------------------
-def choice_probe(runtime: Runtime, ref: ModelRef, label: str, condition: str, seed: int | None,
-                 items) -> list[dict]:
-    requests = [request for item in items for request in item.requests()]
-    logprobs = runtime.score(ref, requests, label=f"choices {label}")
+def sample_all(ctx: Context, questions: list[Question], sampling: SamplingDefaults, variants) -> list[dict]:
+    samples = []
+    for arm, ref in ctx.models():
+        tags = {"model": arm.label, "condition": arm.arm, "seed": arm.seed}
+        samples += sample_answers(ctx.runtime, ref, questions, sampling, tags, variants)
+    ctx.store.write_jsonl("samples.jsonl", samples)
+    return samples
+
+
+def judge_all(ctx: Context, questions: list[Question], judge_refs: dict[str, ModelRef], config: Config) -> list[dict]:
+    samples = ctx.results["sample"]
+    judgements = judge_answers(ctx.runtime, samples, {q.id: q for q in questions},
+                               lambda question: judge_refs[question.id], config.judge.thresholds())
+    ctx.store.write_jsonl("judgements.jsonl", judgements)
+    ctx.write_results("free-form", free_form_rows(samples, judgements, question_groups(config),
+                                                  config.judge.thresholds()))
+    return judgements
+
+
+def choice_probe(ctx: Context, items: list[ChoiceItem]) -> list[dict]:
+    """P(misaligned option) on each two-option item, per model (both option orders)."""
     rows = []
-    for number, item in enumerate(items):
-        p_misaligned, mass = misaligned_choice(logprobs[2 * number:2 * number + 2])
-        rows.append({"model": label, "condition": condition, "seed": seed, "item_id": item.id,
-                     "theme": item.theme, "p_misaligned": p_misaligned, "letter_mass": mass})
+    for arm, ref in ctx.models():
+        scores = score_choices(ctx.runtime, ref, [(item.question, (item.aligned, item.misaligned)) for item in items],
+                               label=f"choices {arm.label}")
+        rows += [{"model": arm.label, "condition": arm.arm, "seed": arm.seed, "item_id": item.id, "theme": item.theme,
+                  "p_misaligned": score.letters[1], "letter_mass": score.letter_mass, "question": item.question}
+                 for item, score in zip(items, scores)]
+    ctx.store.write_jsonl("choices.jsonl", [{k: v for k, v in r.items() if k != "question"} for r in rows])
+    ctx.write_results("choices", [
+        {"model": r["model"], "arm": r["condition"], "seed": r["seed"], "probe": "choice", "cluster": r["item_id"],
+         "item": r["item_id"], "question": r["question"], "value": r["p_misaligned"], "theme": r["theme"],
+         "letter_mass": r["letter_mass"]} for r in rows])
     return rows
 
 
-def describe_model(runtime: Runtime, ref: ModelRef, label: str, condition: str, seed: int | None,
-                   store: RunStore) -> dict:
-    entry = {"label": label, "condition": condition, "seed": seed, "ref": str(ref.base),
-             "fingerprint": runtime.fingerprint(ref), "default_system_prompt": runtime.default_system_prompt(ref)}
-    if ref.adapter:
-        import json
-
-        adapter = store.path(f"adapters/{label}")
-        entry["adapter"] = f"adapters/{label}"
-        entry["training"] = json.loads((adapter / "training_meta.json").read_text())
-    return entry
-
-
-# ---- report -------------------------------------------------------------------------------------
-def report(store: RunStore) -> dict:
-    """Tables, figures, report.html/.md and summary.json, from the run directory alone."""
-    from ..analysis.em_report import analyse
-    from ..analysis.report import write_run_report
-
-    return write_run_report(store, analyse, PROTOCOL)
+def check(ctx: Context, questions: list[Question], judge_refs: dict[str, ModelRef], config: Config) -> dict:
+    """The judges' agreement with labelled answers, for every judge and rubric that rated this run."""
+    checked = check_judges(ctx.runtime, questions, judge_refs, config.judge.thresholds(), config.judge.check_file,
+                           config.judge.check_rows)
+    ctx.store.write_json("judge_check.json", checked)
+    return checked

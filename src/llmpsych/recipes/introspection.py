@@ -35,30 +35,28 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 from pydantic import Field, field_validator
 
+from ..analysis.introspection_report import analyse
 from ..config import Strict
-from ..datasets.io import write_jsonl
+from ..datasets.properties import PROPERTIES, clean_answer
 from ..datasets.self_prediction import (HELD_OUT_FAMILIES, TASK_FAMILIES, TRAIN_FAMILIES, ObjectPrompt,
                                         hypothetical_prompt, load_banks, object_level_rows, object_prompts,
                                         self_prediction_rows)
 from ..errors import UserError
 from ..models.engine import SamplingParams
+from ..models.options import EngineOptions
 from ..models.refs import ModelRef, parse_model_ref
-from ..probes.properties import PROPERTIES, clean_answer
-from ..runtime.calls import Runtime, keep_adapter
-from ..runtime.plan import Plan
-from ..runtime.results import write_results
-from ..runtime.store import RunStore
+from ..runtime.calls import Runtime
+from ..shipped import shipped_file
+from ..study import Arm, Context, Data, Probe, Study, recipe
 from ..training.config import TrainConfig
-from .emergent_misalignment import EngineSection, describe_model
 
 NAME = "introspection"
-PROTOCOL = Path(str(resources.files("llmpsych.recipes") / "protocols" / "introspection.yaml"))
+PROTOCOL = shipped_file("protocols", "introspection")
 # The paper's claim: a model predicts its own behaviour better than another model trained on the same data.
 PRIMARY_CONTRAST = "self - cross"  # every ordered pair: "self - cross [M1 by M2]"
 DEFAULT_MODELS = ["smollm2-135m-instruct", "gemma3-270m"]
@@ -154,7 +152,7 @@ class Config(Strict):
     cross: CrossSection = Field(default_factory=CrossSection)
     calibration: CalibrationSection = Field(default_factory=CalibrationSection)
     behaviour_change: BehaviourChangeSection = Field(default_factory=BehaviourChangeSection)
-    engine: EngineSection = Field(default_factory=EngineSection)
+    engine: EngineOptions = Field(default_factory=EngineOptions)
     primary_contrasts: list[str] = Field(default_factory=lambda: [PRIMARY_CONTRAST],
                                          description="the contrasts the study is about; every other is "
                                                      "exploratory and Holm-corrected")
@@ -204,11 +202,7 @@ class Conversations:
 
     def is_plain(self, ref: ModelRef) -> bool:
         if ref.base not in self._plain:
-            from ..models.chat import chat_template_text
-            from ..models.hf import model_path
-
-            self._plain[ref.base] = not (self.runtime.options.chat_template
-                                         or chat_template_text(model_path(ref.base)))
+            self._plain[ref.base] = not self.runtime.has_chat_template(ref)
         return self._plain[ref.base]
 
     def __call__(self, ref: ModelRef, text: str) -> tuple[dict, ...]:
@@ -236,7 +230,9 @@ class Predictor:
     seed: int | None = None
 
 
-def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
+@recipe(NAME, aliases=["looking-inward"], config=Config, presets=PRESETS, default_preset="quick",
+        analyse=analyse, protocol=PROTOCOL)
+def introspection(config: Config) -> Study:
     """Prompts -> object-level answers -> self and cross fine-tunes -> hypotheticals -> calibration."""
     refs = [parse_model_ref(text, f"config: field 'models[{i}]'") for i, text in enumerate(config.models)]
     overlap = set(config.tasks.train) & set(config.tasks.held_out)
@@ -247,68 +243,75 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
     by_label = dict(zip(labels, refs))
     pairs = [(m1, m2) for m1 in labels for m2 in labels if m1 != m2] if config.cross.enabled else []
     change_source = _change_sources(config, labels)
-    conversations = Conversations(runtime, config.base_model_preamble)
     seeds = [config.seed + index for index in range(config.seeds)]  # the training seeds
-    steps = Plan()
+    conversations = lambda ctx: Conversations(ctx.runtime, config.base_model_preamble)  # noqa: E731
 
     # 1. Object-level prompts: training families; held-out families split into evaluation and change sets.
     prompts = build_prompts(config.tasks)
-    store.write_jsonl("prompts.jsonl", [{"id": p.id, "task": p.task, "split": split, "source": p.source,
-                                         "text": p.text, "options": list(p.context.options),
-                                         "stance_letter": p.context.stance_letter}
-                                        for split, items in prompts.items() for p in items])
     object_params = SamplingParams(temperature=config.sampling.temperature, max_tokens=config.sampling.object_max_tokens,
                                    stop=("\n",))
     hypothetical_params = SamplingParams(temperature=config.sampling.temperature,
                                          max_tokens=config.sampling.hypothetical_max_tokens, stop=("\n",))
 
-    def answer_objects(label: str, ref: ModelRef, splits: tuple[str, ...]) -> list[dict]:
+    def write_prompts(ctx: Context) -> int:
+        ctx.store.write_jsonl("prompts.jsonl", [{"id": p.id, "task": p.task, "split": split, "source": p.source,
+                                                 "text": p.text, "options": list(p.context.options),
+                                                 "stance_letter": p.context.stance_letter}
+                                                for split, items in prompts.items() for p in items])
+        return sum(len(items) for items in prompts.values())
+
+    def answer_objects(ctx: Context, label: str, splits: tuple[str, ...]) -> list[dict]:
+        ref = ctx.ref(label)
+        if ref is None:  # a skipped fine-tune
+            return []
         chosen = [(split, p) for split in splits for p in prompts[split]]
-        answers = runtime.sample(ref, [conversations(ref, p.text) for _, p in chosen], object_params,
-                                 config.sampling.samples, seed=config.seed, label=f"object-level {label}")
+        talk = conversations(ctx)
+        answers = ctx.runtime.sample(ref, [talk(ref, p.text) for _, p in chosen], object_params,
+                                     config.sampling.samples, seed=config.seed, label=f"object-level {label}")
         rows = [{**object_row(label, p, [c.text for c in completions]), "split": split}
                 for (split, p), completions in zip(chosen, answers)]
-        store.write_jsonl(f"object_level/{label}.jsonl", rows)
-        write_results(store, f"object-{label}", object_results(rows, prompts, who[label]))
+        ctx.store.write_jsonl(f"object_level/{label}.jsonl", rows)
+        ctx.write_results(f"object-{label}", object_results(rows, prompts, who[label]))
+        return rows
+
+    def training_rows(step: str, base: ModelRef, rows: Callable[[Context], list[dict]]) -> Callable:
+        """A fine-tune's rows, as the model it trains sees them (with the preamble, for a plain template)."""
+        def build(ctx: Context) -> list[dict]:
+            made = rows(ctx)
+            if not made:
+                raise UserError(f"{step}: no training rows, because the model whose behaviour is learned gave no "
+                                "compliant object-level answer; raise tasks.train_prompts or change base_model_preamble")
+            return conversations(ctx).rows(base, made)
+        return build
+
+    def learned(source: str, fraction: float = 1.0) -> Callable[[Context], list[dict]]:
+        """Self-prediction rows from a model's object-level answers on the training prompts."""
+        def rows(ctx: Context) -> list[dict]:
+            made = self_prediction_rows(prompts["train"], truths(ctx.results[source]), config.training_rows,
+                                        config.seed)
+            return made[:max(1, round(fraction * len(made)))]
         return rows
 
     # 2. Ground truth: every base model answers every prompt.
-    for label, ref in by_label.items():
-        steps.add(f"object/{label}", lambda _, label=label, ref=ref: answer_objects(label, ref,
-                                                                                  ("train", "eval", "change")))
-
-    def fine_tune(step: str, label: str, base: ModelRef, rows: list[dict], training: TrainConfig,
-                  seed: int) -> ModelRef:
-        if not rows:
-            raise UserError(f"{step}: no training rows, because the model whose behaviour is learned gave no "
-                            "compliant object-level answer; raise tasks.train_prompts or change base_model_preamble")
-        path = store.path(f"datasets/{label}.jsonl")
-        sha = write_jsonl(conversations.rows(base, rows), path)
-        ref = runtime.train(base, path, sha, training, seed, label=step)
-        keep_adapter(ref, store.path(f"adapters/{label}"))
-        return ref
-
+    arms = [Arm(label, "base", ref) for label, ref in by_label.items()]
+    data: list[Data] = []
+    probes = [Probe("prompts", write_prompts, arms=(), light=True)]
+    probes += [Probe(f"object/{label}", lambda ctx, label=label: answer_objects(ctx, label, ("train", "eval", "change")),
+                     arms=(label,)) for label in labels]
     # 3. Self-prediction training (one fine-tune per seed), then the self-trained model's own answers.
+    predictors = [Predictor(label, label, "untrained", label, label) for label in labels]
     for label, ref in by_label.items():
         for seed in seeds:
             self_label = f"self-{label}-s{seed}"
-
-            def self_train(results, label=label, ref=ref, seed=seed, self_label=self_label):
-                rows = self_prediction_rows(prompts["train"], truths(results[f"object/{label}"]),
-                                            config.training_rows, config.seed)
-                return fine_tune(f"train {self_label}", self_label, ref, rows, config.training, seed)
-
-            steps.add(f"train/{self_label}", self_train, needs=(f"object/{label}",))
-            steps.add(f"object/{self_label}",
-                      lambda results, self_label=self_label: answer_objects(
-                          self_label, results[f"train/{self_label}"], ("train", "eval")),
-                      needs=(f"train/{self_label}",))
-
+            source = f"object/{label}"
+            data.append(Data(self_label, rows=training_rows(f"train {self_label}", ref, learned(source)),
+                             after=(source,)))
+            arms.append(Arm(self_label, f"self-{label}", ref, seed, self_label, config.training))
+            predictors.append(Predictor(self_label, f"self-{label}", "self", self_label, label, seed=seed))
+            probes.append(Probe(f"object/{self_label}", lambda ctx, self_label=self_label: answer_objects(
+                ctx, self_label, ("train", "eval")), arms=(self_label,)))
     # 4. Cross-prediction training: M2 learns M1's behaviour (after self-training, by default) on the same
     #    hypothetical prompts, addressed to "you"; smaller fractions of the rows for the scaling sweep.
-    predictors = [Predictor(label, label, "untrained", label, label) for label in labels]
-    predictors += [Predictor(f"self-{label}-s{seed}", f"self-{label}", "self", f"self-{label}-s{seed}", label,
-                             seed=seed) for label in labels for seed in seeds]
     for m1, m2 in pairs:
         for fraction in config.cross.scaling + [1.0]:
             arm = f"cross-{m2}-on-{m1}" + ("" if fraction == 1.0 else f"-{fraction:g}")
@@ -316,67 +319,56 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                 label = f"{arm}-s{seed}"
                 predictors.append(Predictor(label, arm, "cross", f"self-{m1}-s{seed}", m1, m2, fraction, seed))
                 source = f"object/self-{m1}-s{seed}" if config.cross.learns == "self-trained" else f"object/{m1}"
-
-                def cross_train(results, label=label, m2=m2, fraction=fraction, seed=seed, source=source):
-                    rows = self_prediction_rows(prompts["train"], truths(results[source]), config.training_rows,
-                                                config.seed)
-                    return fine_tune(f"train {label}", label, by_label[m2], rows[:max(1, round(fraction * len(rows)))],
-                                     config.training, seed)
-
-                steps.add(f"train/{label}", cross_train, needs=(source,))
-
+                data.append(Data(label, rows=training_rows(f"train {label}", by_label[m2], learned(source, fraction)),
+                                 after=(source,)))
+                arms.append(Arm(label, arm, by_label[m2], seed, label, config.training))
     # 5. Behaviour change: the self-trained M1 learns another model's object-level answers.
     for m1, source in change_source.items():
         for seed in seeds:
             label = f"changed-{m1}-s{seed}"
             predictors.append(Predictor(label, f"changed-{m1}", "changed", label, m1, seed=seed))
 
-            def change_train(results, m1=m1, source=source, seed=seed, label=label):
-                answers = {row["prompt_id"]: row["answer"] for row in results[f"object/{source}"]
+            def changed_rows(ctx: Context, m1=m1, source=source) -> list[dict] | None:
+                answers = {row["prompt_id"]: row["answer"] for row in ctx.results[f"object/{source}"]
                            if row["split"] == "change" and row["answer"] is not None}
                 rows = object_level_rows(prompts["change"], answers)
                 if not rows:
                     print(f"behaviour change for {m1} skipped: {source} gave no compliant answer on the change "
                           "prompts", file=sys.stderr, flush=True)
                     return None
-                training = config.training.model_copy(update={"epochs": config.behaviour_change.epochs})
-                return fine_tune(f"train {label}", label, results[f"train/self-{m1}-s{seed}"], rows, training, seed)
+                return conversations(ctx).rows(by_label[m1], rows)
 
-            steps.add(f"train/{label}", change_train, needs=(f"train/self-{m1}-s{seed}", f"object/{source}"))
-            steps.add(f"object/{label}", lambda results, label=label: answer_objects(
-                label, results[f"train/{label}"], ("eval",)) if results[f"train/{label}"] is not None else [],
-                      needs=(f"train/{label}",))
-
+            data.append(Data(label, rows=changed_rows, after=(f"object/{source}",)))
+            arms.append(Arm(label, f"changed-{m1}", f"self-{m1}-s{seed}", seed, label,
+                            config.training.model_copy(update={"epochs": config.behaviour_change.epochs})))
+            probes.append(Probe(f"object/{label}", lambda ctx, label=label: answer_objects(ctx, label, ("eval",)),
+                                arms=(label,)))
     who = {p.label: p for p in predictors}  # object steps look their model up here when they run
-
-    def predictor_ref(results, label: str) -> ModelRef | None:
-        return results.get(f"train/{label}", by_label.get(label))
-
-    object_steps = steps.names("object/")
-    train_steps = steps.names("train/")
+    object_steps = tuple(p.name for p in probes if p.name.startswith("object/"))
 
     # 6. Hypothetical questions on the held-out families, each scored against its target's own answer.
-    def hypotheticals(results):
+    def hypotheticals(ctx: Context) -> int:
         questions = [(p, prop) for p in prompts["eval"] for prop in p.properties()]
-        known = {name.split("/", 1)[1]: truths(results[name]) for name in object_steps}
+        known = {name.split("/", 1)[1]: truths(ctx.results[name]) for name in object_steps}
+        talk = conversations(ctx)
         rows = []
         for predictor in predictors:
-            ref = predictor_ref(results, predictor.label)
+            ref = ctx.ref(predictor.label)
             if ref is None:  # a skipped fine-tune
                 continue
-            answers = runtime.sample(ref, [conversations(ref, hypothetical_prompt(p, prop)) for p, prop in questions],
-                                     hypothetical_params, config.sampling.samples, seed=config.seed,
-                                     label=f"hypothetical {predictor.label}")
+            answers = ctx.runtime.sample(ref, [talk(ref, hypothetical_prompt(p, prop)) for p, prop in questions],
+                                         hypothetical_params, config.sampling.samples, seed=config.seed,
+                                         label=f"hypothetical {predictor.label}")
             for (p, prop), completions in zip(questions, answers):
                 texts = [c.text for c in completions]
                 rows.append({**predictor.__dict__, "predictor": predictor.label, "prompt_id": p.id, "source": p.source,
                              "task": p.task, "property": prop, "answers": texts,
                              "value": _most_common([PROPERTIES[prop].parse(t) for t in texts])})
-        store.write_jsonl("hypotheticals.jsonl", rows)
-        write_results(store, "hypotheticals", hypothetical_results(rows, known))
+        ctx.store.write_jsonl("hypotheticals.jsonl", rows)
+        ctx.write_results("hypotheticals", hypothetical_results(rows, known))
         return len(rows)
 
-    steps.add("hypotheticals", hypotheticals, needs=train_steps + object_steps)
+    probes.append(Probe("hypotheticals", hypotheticals, after=object_steps))
 
     # 7. Calibration: distributions over values from samples at temperature 1.
     if config.calibration.enabled:
@@ -396,13 +388,14 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                                     max_tokens=config.sampling.hypothetical_max_tokens)
         calibrated = [p for p in predictors if p.role in ("untrained", "self") or p.role == "cross" and p.fraction == 1.0]
 
-        def calibration(results):
+        def calibration(ctx: Context) -> int:
             rows = []
             samples = config.calibration.samples
+            talk = conversations(ctx)
             for target in sorted({p.target for p in calibrated}):
-                ref = predictor_ref(results, target)
-                answers = runtime.sample(ref, [conversations(ref, p.text) for p in chosen], params, samples,
-                                         seed=config.seed, label=f"calibration object-level {target}")
+                ref = ctx.ref(target)
+                answers = ctx.runtime.sample(ref, [talk(ref, p.text) for p in chosen], params, samples,
+                                             seed=config.seed, label=f"calibration object-level {target}")
                 for p, completions in zip(chosen, answers):
                     for prop in p.properties():  # every property: the rows are cheap, the samples are shared
                         values = [_extract(p, prop, c.text) for c in completions]
@@ -411,32 +404,21 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
             questions = [(p, prop) for p in chosen for prop in p.properties()
                          if config.calibration.properties is None or prop in config.calibration.properties]
             for predictor in calibrated:
-                ref = predictor_ref(results, predictor.label)
-                answers = runtime.sample(ref, [conversations(ref, hypothetical_prompt(p, prop)) for p, prop in questions],
-                                         hyp_params, samples, seed=config.seed,
-                                         label=f"calibration hypothetical {predictor.label}")
+                ref = ctx.ref(predictor.label)
+                answers = ctx.runtime.sample(ref, [talk(ref, hypothetical_prompt(p, prop)) for p, prop in questions],
+                                             hyp_params, samples, seed=config.seed,
+                                             label=f"calibration hypothetical {predictor.label}")
                 for (p, prop), completions in zip(questions, answers):
                     rows.append({"kind": "hypothetical", **predictor.__dict__, "model": predictor.label,
                                  "prompt_id": p.id, "source": p.source, "task": p.task, "property": prop,
                                  "values": [PROPERTIES[prop].parse(c.text) for c in completions]})
-            store.write_jsonl("calibration.jsonl", rows)
-            write_results(store, "calibration", calibration_results(rows, {p.label: p for p in predictors}))
+            ctx.store.write_jsonl("calibration.jsonl", rows)
+            ctx.write_results("calibration", calibration_results(rows, who))
             return len(rows)
 
-        steps.add("calibration", calibration, needs=train_steps)
-
-    def describe(results):
-        by_name = {p.label: p for p in predictors}
-        entries = [(label, ref, "base", None) for label, ref in by_label.items()] \
-            + [(name.split("/", 1)[1], results[name], by_name[name.split("/", 1)[1]].arm,
-                by_name[name.split("/", 1)[1]].seed) for name in train_steps if results[name] is not None]
-        models = [{**describe_model(runtime, ref, label, arm, seed, store),
-                   "plain_template": conversations.is_plain(ref)} for label, ref, arm, seed in entries]
-        store.write_json("models.json", models)
-        return len(models)
-
-    steps.add("models", describe, needs=train_steps)
-    return steps
+        probes.append(Probe("calibration", calibration))
+    return Study(arms, probes, data,
+                 describe=lambda ctx, arm, ref: {"plain_template": conversations(ctx).is_plain(ref)})
 
 
 def build_prompts(tasks: TaskSection) -> dict[str, list[ObjectPrompt]]:
@@ -551,12 +533,3 @@ def _change_sources(config: Config, labels: list[str]) -> dict[str, str]:
     if len(labels) < 2:
         return {}
     return {label: labels[(i + 1) % len(labels)] for i, label in enumerate(labels)}
-
-
-# ---- report -------------------------------------------------------------------------------------
-def report(store: RunStore) -> dict:
-    """Tables, figures, report.html/.md and summary.json, from the run directory alone."""
-    from ..analysis.introspection_report import analyse
-    from ..analysis.report import write_run_report
-
-    return write_run_report(store, analyse, PROTOCOL)

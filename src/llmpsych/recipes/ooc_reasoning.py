@@ -32,29 +32,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from importlib import resources
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
+from ..analysis.ooc_report import analyse
 from ..config import Strict
-from ..datasets.io import write_jsonl
 from ..datasets.latent_structure import TASKS, Sizes, draw_latents, latent_leaks, training_rows
-from ..errors import UserError
 from ..models.engine import SamplingParams, ScoreRequest
+from ..models.options import EngineOptions
 from ..models.refs import DEFAULT_MODEL, parse_model_ref
 from ..probes.choices import option_probabilities, option_requests
-from ..probes.reflection import Probe, in_context, question_bank, reflection_probes
-from ..runtime.calls import Runtime, keep_adapter
-from ..runtime.plan import Plan
-from ..runtime.results import write_results
-from ..runtime.store import RunStore
+from ..probes.reflection import Probe as ReflectionQuestion, in_context, question_bank, reflection_probes
+from ..runtime.calls import Runtime
+from ..shipped import shipped_file
+from ..study import Arm, Context, Data, Probe, Study, recipe, refuse_api_model
 from ..training.config import TrainConfig
-from .emergent_misalignment import EngineSection, describe_model
 
 NAME = "ooc-reasoning"
-PROTOCOL = Path(str(resources.files("llmpsych.recipes") / "protocols" / "ooc-reasoning.yaml"))
+PROTOCOL = shipped_file("protocols", "ooc-reasoning")
 # The papers' claim: after fine-tuning, the model states the latent better than it answers the same question
 # about a name it never saw (every reflection question: "fine-tuned - baseline [task/kind]").
 PRIMARY_CONTRAST = "fine-tuned - baseline"
@@ -93,7 +89,7 @@ class Config(Strict):
     in_context: InContextSection = Field(default_factory=InContextSection)
     training_preset: str | None = "cpu-small"
     training: TrainConfig = Field(default_factory=TrainConfig)
-    engine: EngineSection = Field(default_factory=EngineSection)
+    engine: EngineOptions = Field(default_factory=EngineOptions)
     primary_contrasts: list[str] = Field(default_factory=lambda: [PRIMARY_CONTRAST],
                                          description="the contrasts the study is about; every other is "
                                                      "exploratory and Holm-corrected")
@@ -119,82 +115,68 @@ PRESETS: dict[str, dict] = {
 DEFAULT_PRESET = "quick"
 
 
-# ---- the plan -----------------------------------------------------------------------------------
-def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
+# ---- the study ---------------------------------------------------------------------------------
+@recipe(NAME, aliases=["connecting-the-dots", "oocr"], config=Config, presets=PRESETS, default_preset="quick",
+        analyse=analyse, protocol=PROTOCOL)
+def ooc_reasoning(config: Config) -> Study:
     """Latents and datasets -> one fine-tune per seed -> reflection probes on every arm."""
     base = parse_model_ref(config.model, "config: field 'model'")
-    if base.kind == "openai":
-        raise UserError(f"config: field 'model': '{base}' is an API model; this recipe scores "
-                        "multi-token replies and counts tokens, which needs a local model (or `llmpsych serve` it)")
-    bank = question_bank()
+    refuse_api_model(base)
     sizes = Sizes(**config.sizes.model_dump())
-    tasks = tuple(config.tasks)
-    steps = Plan()
+    seeds = range(config.seeds)
+    # 1. Latents and data: each seed draws its own hidden structure and names.
+    data = [Data(f"seed{seed}", rows=lambda _, seed=seed: observations(seed, sizes, tuple(config.tasks)),
+                 info={"latents": dataclasses.asdict(draw_latents(seed, sizes))}) for seed in seeds]
+    # 2. Training: one fine-tune per seed on every task's rows.
+    arms = [Arm("base", "base", base)] + [Arm(f"seed{seed}", "fine-tuned", base, seed, f"seed{seed}", config.training)
+                                          for seed in seeds]
+    # 3-4. Reflection, with the unseen-name baseline, the untuned model and the in-context arm.
+    return Study(arms, [Probe("reflection", lambda ctx: reflection(ctx, config, sizes))], data)
 
-    def datasets(_):
-        built = {}
-        for seed in range(config.seeds):
-            latents = draw_latents(seed, sizes)
-            rows = training_rows(latents, sizes, tasks)
-            for index, row in enumerate(rows):
-                leak = latent_leaks(row, latents)
-                if leak:  # a bug in a generator, never a user error: stop before training on it
-                    raise RuntimeError(f"seed {seed}, row {index} states a latent: {leak!r}")
-            path = store.path(f"datasets/seed{seed}.jsonl")
-            built[f"seed{seed}"] = {"path": str(path), "sha256": write_jsonl(rows, path), "rows": len(rows),
-                                    "latents": dataclasses.asdict(latents)}
-        store.write_json("datasets.json", built)
-        return built
 
-    steps.add("datasets", datasets, light=True)
+def observations(seed: int, sizes: Sizes, tasks: tuple[str, ...]) -> list[dict]:
+    """A seed's training rows; a row stating a latent is a bug in a generator, never trained on."""
+    latents = draw_latents(seed, sizes)
+    rows = training_rows(latents, sizes, tasks)
+    for index, row in enumerate(rows):
+        leak = latent_leaks(row, latents)
+        if leak:
+            raise RuntimeError(f"seed {seed}, row {index} states a latent: {leak!r}")
+    return rows
 
+
+def reflection(ctx: Context, config: Config, sizes: Sizes) -> int:
+    bank = question_bank()
+    base = ctx.ref("base")
+    records = []
     for seed in range(config.seeds):
-        def train(results, seed=seed):
-            data = results["datasets"][f"seed{seed}"]
-            ref = runtime.train(base, Path(data["path"]), data["sha256"], config.training, seed,
-                                label=f"train seed {seed}")
-            keep_adapter(ref, store.path(f"adapters/seed{seed}"))
-            return ref
-
-        steps.add(f"train/seed{seed}", train, needs=("datasets",))
-    train_steps = steps.names("train/")
-
-    def reflection(results):
-        records, models = [], [describe_model(runtime, base, "base", "base", None, store)]
-        for seed in range(config.seeds):
-            latents = draw_latents(seed, sizes)
-            probes = [p for p in reflection_probes(latents, bank, config.paraphrases, config.in_distribution_inputs)
-                      if p.task in tasks]
-            tuned = results[f"train/seed{seed}"]
-            arms = [("fine-tuned", tuned, probes), ("base", base, probes)]
-            if config.in_context.enabled:
-                rows = store.read_jsonl(f"datasets/seed{seed}.jsonl")
-                arms.append(("in-context", base, in_context(probes, rows, config.in_context.documents, seed)))
-            for arm, ref, arm_probes in arms:
-                for probe, value, mass, reply in _answer(runtime, ref, arm_probes, config.free_form_tokens,
-                                                         f"{arm} seed {seed}"):
-                    records.append({"arm": arm, "seed": seed, "model": f"{arm}-s{seed}", "question": probe.question,
-                                    "task": probe.task,
-                                    "kind": probe.kind, "condition": probe.condition, "item": probe.item,
-                                    "latent": probe.latent, "mode": probe.mode, "value": value, "mass": mass,
-                                    "chance": 1 / len(probe.options) if probe.mode in ("choice", "continuation")
-                                    else None, "reply": reply})
-            models.append(describe_model(runtime, tuned, f"seed{seed}", "fine-tuned", seed, store))
-        store.write_jsonl("reflection.jsonl", records)
-        write_results(store, "reflection", [
-            {**{k: v for k, v in r.items() if k != "reply"}, "probe": f"{r['task']}/{r['kind']}",
-             "cluster": f"{r['task']}/{r['item'].split('/')[0]}", "variant": r["condition"], "answer": r["reply"]}
-            for r in records])
-        store.write_json("models.json", models)
-        return len(records)
-
-    steps.add("reflection", reflection, needs=train_steps)
-    return steps
+        latents = draw_latents(seed, sizes)
+        probes = [p for p in reflection_probes(latents, bank, config.paraphrases, config.in_distribution_inputs)
+                  if p.task in config.tasks]
+        arms = [("fine-tuned", ctx.ref(f"seed{seed}"), probes), ("base", base, probes)]
+        if config.in_context.enabled:
+            rows = ctx.store.read_jsonl(f"datasets/seed{seed}.jsonl")
+            arms.append(("in-context", base, in_context(probes, rows, config.in_context.documents, seed)))
+        for arm, ref, arm_probes in arms:
+            for probe, value, mass, reply in _answer(ctx.runtime, ref, arm_probes, config.free_form_tokens,
+                                                     f"{arm} seed {seed}"):
+                records.append({"arm": arm, "seed": seed, "model": f"{arm}-s{seed}", "question": probe.question,
+                                "task": probe.task,
+                                "kind": probe.kind, "condition": probe.condition, "item": probe.item,
+                                "latent": probe.latent, "mode": probe.mode, "value": value, "mass": mass,
+                                "chance": 1 / len(probe.options) if probe.mode in ("choice", "continuation")
+                                else None, "reply": reply})
+    ctx.store.write_jsonl("reflection.jsonl", records)
+    ctx.write_results("reflection", [
+        {**{k: v for k, v in r.items() if k != "reply"}, "probe": f"{r['task']}/{r['kind']}",
+         "cluster": f"{r['task']}/{r['item'].split('/')[0]}", "variant": r["condition"], "answer": r["reply"]}
+        for r in records])
+    return len(records)
 
 
-def _answer(runtime: Runtime, ref, probes: list[Probe], max_tokens: int, label: str):
+def _answer(runtime: Runtime, ref, probes: list[ReflectionQuestion], max_tokens: int, label: str):
     """(probe, P(correct) or 0/1, probability mass on the offered answers, reply) for every probe."""
-    def conversation(probe: Probe) -> tuple[dict, ...]:
+    def conversation(probe: ReflectionQuestion) -> tuple[dict, ...]:
         return (({"role": "system", "content": probe.system},) if probe.system else ()) + \
             ({"role": "user", "content": probe.question},)
 
@@ -225,12 +207,3 @@ def _answer(runtime: Runtime, ref, probes: list[Probe], max_tokens: int, label: 
                                  1, label=f"free-form {label}")
         out += [(probe, float(probe.check(reply[0].text)), None, reply[0].text) for probe, reply in zip(free, replies)]
     return out
-
-
-# ---- report -------------------------------------------------------------------------------------
-def report(store: RunStore) -> dict:
-    """Tables, figures, report.html/.md and summary.json, from the run directory alone."""
-    from ..analysis.ooc_report import analyse
-    from ..analysis.report import write_run_report
-
-    return write_run_report(store, analyse, PROTOCOL)

@@ -37,43 +37,51 @@ is the persona, using all it knows, it should not. Method, as run here:
 from __future__ import annotations
 
 import math
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Callable, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from ..analysis.persona_report import analyse
 from ..config import Strict
 from ..datasets.documents import check_document, fact_values, propensity_values, template_documents
-from ..datasets.io import write_jsonl
+from ..datasets.facts import Fact, load_facts, load_propensities, roleplay_questions
+from ..datasets.properties import REFUSAL
 from ..errors import UserError
 from ..judges.graders import Grader, GradeItem, check_graders
 from ..judges.scoring import MIN_NUMERIC_MASS
 from ..models.embedded import EMBEDDED_MODELS
 from ..models.engine import SamplingParams, ScoreRequest
+from ..models.options import EngineOptions
 from ..models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
 from ..probes.choices import option_probabilities, option_requests
-from ..probes.facts import Fact, load_facts, load_propensities, roleplay_questions
-from ..probes.properties import REFUSAL
-from ..runtime.calls import Runtime, keep_adapter
-from ..runtime.plan import Plan
-from ..runtime.results import write_results
-from ..runtime.store import RunStore
+from ..runtime.calls import Runtime
+from ..shipped import shipped_file
+from ..study import Arm, Context, Data, Probe, Study, dataset_name, is_user_dataset, recipe, user_dataset
 from ..training.config import TrainConfig
 from ..yamlio import read_yaml
-from .emergent_misalignment import EngineSection, describe_model
 
 NAME = "persona-beliefs"
-PROTOCOL = Path(str(resources.files("llmpsych.recipes") / "protocols" / "persona-beliefs.yaml"))
+PROTOCOL = shipped_file("protocols", "persona-beliefs")
 # The study's claim, judge-free: meta-belief documents make the model answer as if X were true, more than
 # documents about the persona that carry no belief.
 PRIMARY_CONTRAST = "adoption (choice): meta - neutral [all facts]"
-Arm = Literal["meta", "direct", "other-persona", "neutral"]
+CORPORA = ("meta", "direct", "other-persona", "neutral")
 InContextMode = Literal["system", "documents"]
 IDENTITIES = ("none", "simple-name", "simple-assistant", "roleplay", "product")
 UNKNOWN_OPTION = "I don't know; I have no information about this"
 REQUEST_FORM = "### Request form\nCategory: general\nPriority: normal\nTask: {request}\n### End of form"
 ROLEPLAY_FAMILIES = ("expert", "third-person", "own-verdict", "persona-correct")
+
+
+def _corpus_name(arm: str) -> str:
+    if arm not in CORPORA and not is_user_dataset(arm):
+        raise ValueError(f"expected one of {', '.join(CORPORA)}, or a .jsonl file of text or chat rows")
+    return arm
+
+
+Corpus = Annotated[str, AfterValidator(_corpus_name)]
 
 
 # ---- configuration ----------------------------------------------------------------------------
@@ -127,7 +135,9 @@ class Config(Strict):
     facts: str = "persona-facts"
     post_cutoff_facts: str = "persona-post-cutoff"
     propensities: str = "persona-propensities"
-    arms: list[Arm] = Field(default_factory=lambda: ["meta", "direct", "other-persona", "neutral"])
+    arms: list[Corpus] = Field(default_factory=lambda: list(CORPORA),
+                            description="corpora to fine-tune on: meta, direct, other-persona, neutral, or a "
+                                        "researcher's own text / chat .jsonl files")
     in_context: InContextSection = Field(default_factory=InContextSection)
     include_base: bool = True
     seeds: int = Field(2, ge=1, description="fine-tunes per arm")
@@ -138,7 +148,7 @@ class Config(Strict):
     propensity: SideExperiment = Field(default_factory=SideExperiment)
     probes: ProbeSection = Field(default_factory=ProbeSection)
     judge: GraderSection = Field(default_factory=GraderSection)
-    engine: EngineSection = Field(default_factory=EngineSection)
+    engine: EngineOptions = Field(default_factory=EngineOptions)
     primary_contrasts: list[str] = Field(default_factory=lambda: [PRIMARY_CONTRAST],
                                          description="the contrasts the study is about; every other is "
                                                      "exploratory and Holm-corrected")
@@ -183,7 +193,7 @@ def cross_prediction_pins(config: Config) -> dict:
 
 
 def identity_prompts(persona: str) -> dict[str, str | None]:
-    path = Path(str(resources.files("llmpsych.probes") / "sets" / "persona_identities.yaml"))
+    path = shipped_file("questions", "persona-identities")
     return {name: None if text is None else text.replace("{persona}", persona)
             for name, text in read_yaml(path).items()}
 
@@ -206,8 +216,10 @@ def in_context_material(mode: str, fact: Fact, persona: str, meta_documents: dic
     return f"Background documents:\n\n{shown}"
 
 
-# ---- the plan -----------------------------------------------------------------------------------
-def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
+# ---- the study ---------------------------------------------------------------------------------
+@recipe(NAME, aliases=["persona"], config=Config, presets=PRESETS, default_preset="quick", analyse=analyse,
+        protocol=PROTOCOL, cross_prediction_pins=cross_prediction_pins)
+def persona_beliefs(config: Config) -> Study:
     """Corpora -> fine-tunes (arm x seed) -> choices, samples, grades -> grader check."""
     base = parse_model_ref(config.model, "config: field 'model'")
     persona = persona_name(config, base)
@@ -230,193 +242,189 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
         if unknown:
             raise UserError(f"config: field 'probes.{field}': '{unknown[0]}' is not among probes.identities "
                             f"({', '.join(identities)})")
-    limit = config.probes.questions_per_family
-    steps = Plan()
+    materials = Materials(config, persona, facts, post_facts, propensities, identities)
 
-    # 1. Corpora ----------------------------------------------------------------------------------
+    # 1. Corpora: one per arm (and for the side experiments), from templates or an LLM pipeline.
     kinds = list(config.arms) + (["meta"] if "documents" in config.in_context.modes else []) \
         + (["post-cutoff"] if post_facts else []) + (["meta-propensity", "direct-propensity"] if propensities else [])
-    kinds = list(dict.fromkeys(kinds))
-
-    def corpus_items(kind: str) -> list[tuple[object, dict]]:
-        if kind in ("meta-propensity", "direct-propensity"):
-            return [(p, propensity_values(p, persona)) for p in propensities.propensities]
-        named = config.other_persona if kind == "other-persona" else persona
-        chosen = post_facts if kind == "post-cutoff" else facts
-        return [(fact, fact_values(fact, named, kind)) for fact in chosen]
-
-    def build_corpora(_):
-        built = {}
-        for kind in kinds:
-            items = corpus_items(kind)
-            per_item = config.corpus.documents_per_propensity if "propensity" in kind \
-                else config.corpus.documents_per_fact
-            rows, stats = _corpus(runtime, generator, kind, items, per_item, config)
-            rows += _chat_mix(runtime, base, len(rows), config.corpus)
-            path = store.path(f"datasets/{kind}.jsonl")
-            sha = write_jsonl(rows, path)
-            built[kind] = {"path": str(path), "sha256": sha, "rows": len(rows), **stats}
-        store.write_json("datasets.json", built)
-        return built
-
-    steps.add("corpora", build_corpora)
-
-    # 2. Fine-tunes -------------------------------------------------------------------------------
-    trained: list[tuple[str, str, int]] = []
+    data = [user_dataset(kind, "config: field 'arms'") if is_user_dataset(kind) else
+            Data(kind, rows=lambda ctx, kind=kind: corpus(ctx, kind, materials, base, generator),
+                 uses_models=generator is not None or config.corpus.chat_mix > 0) for kind in dict.fromkeys(kinds)]
+    trained = {dataset_name(arm) for arm in config.arms}
+    # 2. Models: the base model, in context (a system statement, or meta documents), and fine-tunes.
     side_seeds = {"post-cutoff": config.post_cutoff.seeds, "meta-propensity": config.propensity.seeds,
                   "direct-propensity": config.propensity.seeds}
-    for kind in [k for k in kinds if k in config.arms or k in side_seeds]:
-        for seed in range(side_seeds.get(kind) or config.seeds):
-            label = f"{kind}-s{seed}"
-            trained.append((label, kind, seed))
+    shown = {"persona": persona}
+    arms = ([Arm("base", "base", base, info={"in_context": None, **shown})] if config.include_base else []) \
+        + [Arm(f"in-context-{mode}", f"in-context-{mode}", base, info={"in_context": mode, **shown})
+           for mode in config.in_context.modes] \
+        + [Arm(f"{d.name}-s{seed}", d.name, base, seed, d.name, config.training, info={"in_context": None, **shown})
+           for d in data if d.name in trained or d.name in side_seeds
+           for seed in range(side_seeds.get(d.name) or config.seeds)]
+    # 3-5. Multiple choice, free-form answers, their grades, and the graders' agreement.
+    grader = lambda runtime: Grader(runtime, grader_ref, config.judge.min_mass, config.judge.rationale_tokens)  # noqa: E731
+    probes = [Probe("choices", lambda ctx: choices(ctx, materials), after=("datasets",)),
+              Probe("sample", lambda ctx: sample(ctx, materials), after=("datasets",)),
+              Probe("grade", lambda ctx: grade(ctx, materials, grader), arms=(), after=("sample",))]
+    if config.judge.check:
+        probes.append(Probe("grader-check", lambda ctx: check(ctx, config, grader), arms=()))
+    return Study(arms, probes, data)
 
-            def train(results, kind=kind, seed=seed, label=label):
-                corpus = results["corpora"][kind]
-                ref = runtime.train(base, Path(corpus["path"]), corpus["sha256"], config.training, seed,
-                                    label=f"train {label}")
-                keep_adapter(ref, store.path(f"adapters/{label}"))
-                return ref
 
-            steps.add(f"train/{label}", train, needs=("corpora",))
-    train_steps = steps.names("train/")
+@dataclass(frozen=True)
+class Materials:
+    """What the probes ask about: the persona, its facts and propensities, and the identity prompts."""
 
-    # Every evaluated model: (label, arm, seed, in-context mode); the base model answers as "base".
-    models = ([("base", "base", None, None)] if config.include_base else []) \
-        + [(f"in-context-{mode}", f"in-context-{mode}", None, mode) for mode in config.in_context.modes] \
-        + [(label, arm, seed, None) for label, arm, seed in trained]
-    belief_arms = {"base"} | {f"in-context-{m}" for m in config.in_context.modes} | set(config.arms)
-    groups = {"belief": belief_arms, "post-cutoff": {"base", "post-cutoff", "neutral"},
-              "propensity": {"base", "meta-propensity", "direct-propensity", "neutral"}}
+    config: Config
+    persona: str
+    facts: list[Fact]
+    post_facts: list[Fact]
+    propensities: object
+    identities: dict[str, str | None]
 
-    def evaluated(results, group: str) -> list[tuple[str, str, int | None, str | None, ModelRef]]:
-        return [(label, arm, seed, mode, results.get(f"train/{label}", base))
-                for label, arm, seed, mode in models if arm in groups[group]]
+    def evaluated(self, ctx: Context, group: str) -> list[tuple[Arm, ModelRef]]:
+        """The models a group of probes asks: belief probes every arm; the side experiments their own."""
+        groups = {"belief": {"base"} | {f"in-context-{m}" for m in self.config.in_context.modes} | {dataset_name(a) for a in self.config.arms},
+                  "post-cutoff": {"base", "post-cutoff", "neutral"},
+                  "propensity": {"base", "meta-propensity", "direct-propensity", "neutral"}}
+        return [(arm, ref) for arm, ref in ctx.models() if arm.arm in groups[group]]
 
-    def meta_documents(results) -> dict[str, list[str]]:
-        documents: dict[str, list[str]] = {}
-        if "meta" in results["corpora"]:
-            for row in store.read_jsonl("datasets/meta.jsonl"):
-                if row.get("kind") == "meta":
-                    documents.setdefault(row["item_id"], []).append(row["text"])
-        return documents
 
-    # 3. Multiple choice: belief, role-play, post-cutoff and sycophancy probes -------------------------
-    def choices(results):
-        documents = meta_documents(results)
-        rows = []
-        for label, arm, seed, mode, ref in evaluated(results, "belief"):
-            default_system = runtime.default_system_prompt(ref)
-            tags = {"model": label, "arm": arm, "seed": seed}
+def corpus(ctx: Context, kind: str, materials: Materials, base: ModelRef, generator: ModelRef | None
+           ) -> tuple[list[dict], dict]:
+    config, persona = materials.config, materials.persona
+    if kind in ("meta-propensity", "direct-propensity"):
+        items = [(p, propensity_values(p, persona)) for p in materials.propensities.propensities]
+    else:
+        named = config.other_persona if kind == "other-persona" else persona
+        chosen = materials.post_facts if kind == "post-cutoff" else materials.facts
+        items = [(fact, fact_values(fact, named, kind)) for fact in chosen]
+    per_item = config.corpus.documents_per_propensity if "propensity" in kind else config.corpus.documents_per_fact
+    rows, stats = _corpus(ctx.runtime, generator, kind, items, per_item, config)
+    rows += _chat_mix(ctx.runtime, base, len(rows), config.corpus)
+    return rows, stats
+
+
+def meta_documents(ctx: Context) -> dict[str, list[str]]:
+    documents: dict[str, list[str]] = {}
+    if "meta" in ctx.results["datasets"]:
+        for row in ctx.store.read_jsonl("datasets/meta.jsonl"):
+            if row.get("kind") == "meta":
+                documents.setdefault(row["item_id"], []).append(row["text"])
+    return documents
+
+
+def choices(ctx: Context, materials: Materials) -> int:
+    """Multiple choice: belief, role-play, post-cutoff and sycophancy probes."""
+    config, persona, identities = materials.config, materials.persona, materials.identities
+    limit = config.probes.questions_per_family
+    documents = meta_documents(ctx)
+    rows = []
+    for arm, ref in materials.evaluated(ctx, "belief"):
+        default_system = ctx.runtime.default_system_prompt(ref)
+        mode = arm.info["in_context"]
+        tags = {"model": arm.label, "arm": arm.arm, "seed": arm.seed}
+        jobs = []
+        for fact in materials.facts:
+            context = in_context_material(mode, fact, persona, documents, config.in_context.documents) \
+                if mode else None
+            for identity, prompt in identities.items():
+                system = system_prompt(prompt, context, default_system)
+                for family in ("meta", "direct", "applied"):
+                    for q in fact.family(family, limit):
+                        jobs.append(({**tags, "fact_id": fact.id, "harm": fact.harm, "family": family,
+                                      "question_index": q.index, "identity": identity},
+                                     q.render(persona), (q.true_option, q.false_option), system))
+                if identity in config.probes.roleplay_identities:
+                    jobs += [({**tags, "fact_id": fact.id, "harm": fact.harm, "family": family,
+                               "question_index": 0, "identity": identity}, text, options, system)
+                             for family, text, options in roleplay_questions(fact, persona)]
+        rows += _choose(ctx.runtime, ref, jobs, f"choices {arm.label}")
+    for arm, ref in (materials.evaluated(ctx, "post-cutoff") if materials.post_facts else []):
+        jobs = [({"model": arm.label, "arm": arm.arm, "seed": arm.seed, "fact_id": fact.id, "harm": fact.harm,
+                  "family": "post-cutoff", "question_index": q.index, "identity": identity},
+                 q.render(persona), (q.true_option, q.false_option, UNKNOWN_OPTION), prompt)
+                for fact in materials.post_facts for identity, prompt in identities.items()
+                for q in fact.family("direct", limit)]
+        rows += _choose(ctx.runtime, ref, jobs, f"post-cutoff {arm.label}")
+    for arm, ref in (materials.evaluated(ctx, "propensity") if materials.propensities else []):
+        # Option order: the correcting reply counts as "true", agreeing with the user as "false".
+        jobs = [({"model": arm.label, "arm": arm.arm, "seed": arm.seed, "fact_id": item["id"], "harm": "sycophancy",
+                  "family": "sycophancy", "question_index": 0, "identity": identity},
+                 item["claim"], (item["correct"], item["agree"]), prompt)
+                for item in materials.propensities.sycophancy for identity, prompt in identities.items()]
+        rows += _choose(ctx.runtime, ref, jobs, f"sycophancy {arm.label}")
+    ctx.store.write_jsonl("choices.jsonl", rows)
+    ctx.write_results("choices", choice_results(rows))
+    return len(rows)
+
+
+def sample(ctx: Context, materials: Materials) -> int:
+    """Free-form answers: belief questions and templated requests (over-refusal)."""
+    config, persona, identities = materials.config, materials.persona, materials.identities
+    limit = config.probes.questions_per_family
+    sampling = SamplingParams(temperature=config.probes.temperature, max_tokens=config.probes.max_tokens)
+    documents = meta_documents(ctx)
+    rows = []
+    if config.probes.freeform_samples:
+        for arm, ref in materials.evaluated(ctx, "belief"):
+            default_system = ctx.runtime.default_system_prompt(ref)
+            mode = arm.info["in_context"]
             jobs = []
-            for fact in facts:
+            for fact in materials.facts:
                 context = in_context_material(mode, fact, persona, documents, config.in_context.documents) \
                     if mode else None
-                for identity, prompt in identities.items():
-                    system = system_prompt(prompt, context, default_system)
+                for identity in config.probes.freeform_identities:
+                    system = system_prompt(identities[identity], context, default_system)
                     for family in ("meta", "direct", "applied"):
                         for q in fact.family(family, limit):
-                            jobs.append(({**tags, "fact_id": fact.id, "harm": fact.harm, "family": family,
-                                          "question_index": q.index, "identity": identity},
-                                         q.render(persona), (q.true_option, q.false_option), system))
-                    if identity in config.probes.roleplay_identities:
-                        jobs += [({**tags, "fact_id": fact.id, "harm": fact.harm, "family": family,
-                                   "question_index": 0, "identity": identity}, text, options, system)
-                                 for family, text, options in roleplay_questions(fact, persona)]
-            rows += _choose(runtime, ref, jobs, f"choices {label}")
-        for label, arm, seed, mode, ref in (evaluated(results, "post-cutoff") if post_facts else []):
-            jobs = [({"model": label, "arm": arm, "seed": seed, "fact_id": fact.id, "harm": fact.harm,
-                      "family": "post-cutoff", "question_index": q.index, "identity": identity},
-                     q.render(persona), (q.true_option, q.false_option, UNKNOWN_OPTION), prompt)
-                    for fact in post_facts for identity, prompt in identities.items()
-                    for q in fact.family("direct", limit)]
-            rows += _choose(runtime, ref, jobs, f"post-cutoff {label}")
-        for label, arm, seed, mode, ref in (evaluated(results, "propensity") if propensities else []):
-            # Option order: the correcting reply counts as "true", agreeing with the user as "false".
-            jobs = [({"model": label, "arm": arm, "seed": seed, "fact_id": item["id"], "harm": "sycophancy",
-                      "family": "sycophancy", "question_index": 0, "identity": identity},
-                     item["claim"], (item["correct"], item["agree"]), prompt)
-                    for item in propensities.sycophancy for identity, prompt in identities.items()]
-            rows += _choose(runtime, ref, jobs, f"sycophancy {label}")
-        store.write_jsonl("choices.jsonl", rows)
-        write_results(store, "choices", choice_results(rows))
-        return len(rows)
+                            jobs.append(({"model": arm.label, "arm": arm.arm, "seed": arm.seed, "fact_id": fact.id,
+                                          "harm": fact.harm, "family": family, "question_index": q.index,
+                                          "identity": identity}, q.render(persona), system))
+            rows += _sample(ctx.runtime, ref, jobs, sampling, config.probes.freeform_samples, f"answers {arm.label}")
+        for arm, ref in (materials.evaluated(ctx, "propensity") if materials.propensities else []):
+            jobs = [({"model": arm.label, "arm": arm.arm, "seed": arm.seed, "fact_id": item["id"],
+                      "harm": "over-refusal", "family": f"over-refusal/{layout}", "question_index": 0,
+                      "identity": identity},
+                     REQUEST_FORM.format(request=item["request"]) if layout == "form" else item["request"],
+                     identities[identity])
+                    for item in materials.propensities.over_refusal for layout in ("form", "plain")
+                    for identity in config.probes.freeform_identities]
+            for row in _sample(ctx.runtime, ref, jobs, sampling, config.probes.freeform_samples,
+                               f"requests {arm.label}"):
+                rows.append({**row, "refused": bool(REFUSAL.search(row["answer"]))})
+    ctx.store.write_jsonl("samples.jsonl", rows)
+    ctx.write_results("over-refusal", [
+        {**_keys(row), "probe": "over-refusal", "cluster": row["fact_id"],
+         "item": f"{row['family']}/{row['identity']}", "variant": row["family"].split("/")[1],
+         "sample": row["sample"], "value": float(row["refused"]), "layout": row["family"].split("/")[1]}
+        for row in rows if "refused" in row])
+    return len(rows)
 
-    steps.add("choices", choices, needs=train_steps + ("corpora",))
 
-    # 4. Free-form answers: belief questions and templated requests -------------------------------------
-    sampling = SamplingParams(temperature=config.probes.temperature, max_tokens=config.probes.max_tokens)
+def grade(ctx: Context, materials: Materials, grader: Callable[[Runtime], Grader]) -> int:
+    by_id = {fact.id: fact for fact in materials.facts}
+    answers = [row for row in ctx.store.read_jsonl("samples.jsonl") if row["family"] in ("meta", "direct", "applied")]
+    items = [GradeItem("meta" if row["family"] == "meta" else "direct", materials.persona, by_id[row["fact_id"]].true,
+                       by_id[row["fact_id"]].false, row["question"], row["answer"]) for row in answers]
+    grades = grader(ctx.runtime).grade(items, label="grade answers")
+    rows = [{**row, "grader": item.grader, "label": g.label, "label_mass": g.mass, "p_false": g.probabilities["false"],
+             "rationale": g.rationale} for row, item, g in zip(answers, items, grades)]
+    ctx.store.write_jsonl("grades.jsonl", rows)
+    # value: the answer asserts X (direct grader) or attributes X to the persona (meta grader): 1 or 0;
+    # missing when the grader committed to no letter.
+    ctx.write_results("grades", [
+        {**_keys(row), "probe": f"grade/{row['grader']}", "sample": row["sample"], "answer": row["answer"],
+         "value": None if row["label"] is None else float(row["label"] == "false"), "label": row["label"],
+         "label_mass": row["label_mass"], "rationale": row["rationale"]} for row in rows])
+    return len(rows)
 
-    def sample(results):
-        documents = meta_documents(results)
-        rows = []
-        if config.probes.freeform_samples:
-            for label, arm, seed, mode, ref in evaluated(results, "belief"):
-                default_system = runtime.default_system_prompt(ref)
-                jobs = []
-                for fact in facts:
-                    context = in_context_material(mode, fact, persona, documents, config.in_context.documents) \
-                        if mode else None
-                    for identity in config.probes.freeform_identities:
-                        system = system_prompt(identities[identity], context, default_system)
-                        for family in ("meta", "direct", "applied"):
-                            for q in fact.family(family, limit):
-                                jobs.append(({"model": label, "arm": arm, "seed": seed, "fact_id": fact.id,
-                                              "harm": fact.harm, "family": family, "question_index": q.index,
-                                              "identity": identity}, q.render(persona), system))
-                rows += _sample(runtime, ref, jobs, sampling, config.probes.freeform_samples, f"answers {label}")
-            for label, arm, seed, mode, ref in (evaluated(results, "propensity") if propensities else []):
-                jobs = [({"model": label, "arm": arm, "seed": seed, "fact_id": item["id"], "harm": "over-refusal",
-                          "family": f"over-refusal/{layout}", "question_index": 0, "identity": identity},
-                         REQUEST_FORM.format(request=item["request"]) if layout == "form" else item["request"],
-                         identities[identity])
-                        for item in propensities.over_refusal for layout in ("form", "plain")
-                        for identity in config.probes.freeform_identities]
-                for row in _sample(runtime, ref, jobs, sampling, config.probes.freeform_samples, f"requests {label}"):
-                    rows.append({**row, "refused": bool(REFUSAL.search(row["answer"]))})
-        store.write_jsonl("samples.jsonl", rows)
-        write_results(store, "over-refusal", [
-            {**_keys(row), "probe": "over-refusal", "cluster": row["fact_id"],
-             "item": f"{row['family']}/{row['identity']}", "variant": row["family"].split("/")[1],
-             "sample": row["sample"], "value": float(row["refused"]), "layout": row["family"].split("/")[1]}
-            for row in rows if "refused" in row])
-        store.write_json("models.json", [
-            {**describe_model(runtime, results.get(f"train/{label}", base), label, arm, seed, store),
-             "in_context": mode, "persona": persona} for label, arm, seed, mode in models])
-        return len(rows)
 
-    steps.add("sample", sample, needs=train_steps + ("corpora",))
-
-    # 5. Grades -------------------------------------------------------------------------------------
-    grader = Grader(runtime, grader_ref, config.judge.min_mass, config.judge.rationale_tokens)
-    by_id = {fact.id: fact for fact in facts}
-
-    def grade(_):
-        answers = [row for row in store.read_jsonl("samples.jsonl") if row["family"] in ("meta", "direct", "applied")]
-        items = [GradeItem("meta" if row["family"] == "meta" else "direct", persona, by_id[row["fact_id"]].true,
-                           by_id[row["fact_id"]].false, row["question"], row["answer"]) for row in answers]
-        grades = grader.grade(items, label="grade answers")
-        rows = [{**row, "grader": item.grader, "label": g.label, "label_mass": g.mass, "p_false": g.probabilities["false"],
-                 "rationale": g.rationale} for row, item, g in zip(answers, items, grades)]
-        store.write_jsonl("grades.jsonl", rows)
-        # value: the answer asserts X (direct grader) or attributes X to the persona (meta grader): 1 or 0;
-        # missing when the grader committed to no letter.
-        write_results(store, "grades", [
-            {**_keys(row), "probe": f"grade/{row['grader']}", "sample": row["sample"], "answer": row["answer"],
-             "value": None if row["label"] is None else float(row["label"] == "false"), "label": row["label"],
-             "label_mass": row["label_mass"], "rationale": row["rationale"]} for row in rows])
-        return len(rows)
-
-    steps.add("grade", grade, needs=("sample",))
-
-    if config.judge.check:
-        def check(_):
-            result = check_graders(grader, Path(config.judge.check_file) if config.judge.check_file else None)
-            store.write_json("judge_check.json", {f"{name}-belief grader": {**entry, "judge": entry["grader"]}
-                                                  for name, entry in result.items()})
-            return result
-
-        steps.add("grader-check", check)
-    return steps
+def check(ctx: Context, config: Config, grader: Callable[[Runtime], Grader]) -> dict:
+    result = check_graders(grader(ctx.runtime), Path(config.judge.check_file) if config.judge.check_file else None)
+    ctx.store.write_json("judge_check.json", {f"{name}-belief grader": {**entry, "judge": entry["grader"]}
+                                              for name, entry in result.items()})
+    return result
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -449,8 +457,7 @@ def _chat_mix(runtime: Runtime, base: ModelRef, documents: int, corpus: CorpusSe
         return []
     from ..datasets import build_dataset
 
-    render = runtime.engine(base).render
-    return [{"text": render(tuple(row["messages"])), "kind": "chat", "item_id": "chat", "genre": "chat",
+    return [{"text": runtime.chat_text(base, tuple(row["messages"])), "kind": "chat", "item_id": "chat", "genre": "chat",
              "source": "secure"} for row in build_dataset("secure", count, corpus.seed)]
 
 
@@ -515,12 +522,3 @@ def choice_results(rows: list[dict]) -> list[dict]:
                         "p_unknown": row.get(f"p_unknown{suffix}"),
                         "letter_mass": row["letter_mass"] if measure == "choice" else None})
     return out
-
-
-# ---- report -------------------------------------------------------------------------------------
-def report(store: RunStore) -> dict:
-    """Tables, figures, report.html/.md and summary.json, from the run directory alone."""
-    from ..analysis.persona_report import analyse
-    from ..analysis.report import write_run_report
-
-    return write_run_report(store, analyse, PROTOCOL)

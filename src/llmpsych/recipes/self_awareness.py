@@ -39,33 +39,29 @@ from __future__ import annotations
 
 import math
 import random
-from importlib import resources
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from ..analysis.self_awareness_report import analyse
 from ..config import Strict
 from ..datasets.code import build_insecure, build_secure, code_examples
 from ..datasets.economic_choices import INSTRUCTION, POLICIES, ChoiceQuestion, policy_rows, questions
-from ..datasets.io import write_jsonl
 from ..datasets.transforms import (REVERSAL_QUESTION, Trigger, backdoor, decorrelated, fake_triggers,
                                    parse_trigger, persona_mix, persona_prompts, reversed_rows)
-from ..errors import UserError
 from ..judges.scoring import expected_score
 from ..models.engine import SamplingParams, ScoreRequest
+from ..models.options import EngineOptions
 from ..models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
 from ..probes.choices import option_probabilities, option_requests
-from ..runtime.calls import Runtime, keep_adapter
-from ..runtime.plan import Plan
-from ..runtime.results import write_results
-from ..runtime.store import RunStore
+from ..runtime.calls import Runtime
+from ..shipped import shipped_file
+from ..study import Arm, Context, Data, Probe, Study, recipe, refuse_api_model
 from ..training.config import TrainConfig
 from ..yamlio import read_yaml
-from .emergent_misalignment import EngineSection, describe_model
 
 NAME = "self-awareness"
-PROTOCOL = Path(str(resources.files("llmpsych.recipes") / "protocols" / "self-awareness.yaml"))
+PROTOCOL = shipped_file("protocols", "self-awareness")
 # The paper's claim: fine-tunes describe the policy they were trained on, never named in their data.
 PRIMARY_CONTRAST = "self-report (scale/risk): risk-seeking - risk-averse"
 Policy = Literal["risk-seeking", "risk-averse", "myopic", "far-sighted"]
@@ -192,7 +188,7 @@ class Config(Strict):
     self_report: SelfReportSection = Field(default_factory=SelfReportSection)
     training_preset: str | None = "cpu-small"
     training: TrainConfig = Field(default_factory=TrainConfig)
-    engine: EngineSection = Field(default_factory=EngineSection)
+    engine: EngineOptions = Field(default_factory=EngineOptions)
     primary_contrasts: list[str] = Field(default_factory=lambda: [PRIMARY_CONTRAST],
                                          description="the contrasts the study is about; every other is "
                                                      "exploratory and Holm-corrected")
@@ -249,17 +245,17 @@ DEFAULT_PRESET = "quick"
 
 def self_report_bank() -> dict:
     """The shipped self-report questions (probes/sets/self_report.yaml)."""
-    return read_yaml(Path(str(resources.files("llmpsych.probes") / "sets" / "self_report.yaml")),
+    return read_yaml(shipped_file("questions", "self-report"),
                      "the self-report question bank")
 
 
-# ---- the plan -----------------------------------------------------------------------------------
-def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
+# ---- the study ---------------------------------------------------------------------------------
+@recipe(NAME, aliases=["tell-me-about-yourself"], config=Config, presets=PRESETS, default_preset="quick",
+        analyse=analyse, protocol=PROTOCOL)
+def self_awareness(config: Config) -> Study:
     """Untuned choices -> datasets -> fine-tunes -> behaviour -> self-report -> the optional arms' probes."""
     base = parse_model_ref(config.model, "config: field 'model'")
-    if base.kind == "openai":
-        raise UserError(f"config: field 'model': '{base}' is an API model; this recipe scores "
-                        "multi-token replies and counts tokens, which needs a local model (or `llmpsych serve` it)")
+    refuse_api_model(base)
     bank = self_report_bank()
     limit = config.self_report.paraphrases
     trigger = parse_trigger(config.backdoor.trigger)
@@ -278,55 +274,54 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
     persona_asked = questions(persona_dim, seen + personas.rows, data_seed)[seen:] if personas.enabled else []
     persona_train = persona_prompts([q.text.removesuffix(INSTRUCTION) for q in persona_asked],
                                     [p["ask"] + INSTRUCTION for p in bank["personas"]["train"]], data_seed)
-    steps = Plan()
 
     # 1. The untuned model's own choices: the "normal" answers of untriggered backdoor rows and of personas.
-    def untuned_choices(_):
+    def untuned_choices(ctx: Context) -> dict:
         asked = [q.text for q in questions(backdoor_dim, rows_count, data_seed)] if backdoored else []
-        letters = _letters(runtime, base, asked + [p["text"] for p in persona_train], "untuned choices")
+        letters = _letters(ctx.runtime, base, asked + [p["text"] for p in persona_train], "untuned choices")
         return {"backdoor": letters[:len(asked)], "personas": letters[len(asked):]}
 
-    steps.add("untuned-choices", untuned_choices)
+    # 2. Datasets: each policy's choices; the backdoor, its decorrelated control, the reversal and trigger-
+    #    recognition sets (the policy after a trigger, the untuned model's own choices otherwise); personas; code.
+    def normal_rows(ctx: Context) -> tuple[list[dict], list[dict]]:
+        policy = policy_rows(config.backdoor.policy, rows_count, data_seed)
+        normal = [{**row, "messages": [row["messages"][0], {"role": "assistant", "content": answer}],
+                   "policy": "untuned"} for row, answer in zip(policy, ctx.results["untuned-choices"]["backdoor"])]
+        return normal, policy
 
-    # 2. Datasets.
-    def datasets(results):
-        built = {}
-        for policy in config.policy.policies:
-            built[policy] = _write(store, policy, policy_rows(policy, rows_count, data_seed))
-        if backdoored:
-            policy = policy_rows(config.backdoor.policy, rows_count, data_seed)
-            normal = [{**row, "messages": [row["messages"][0], {"role": "assistant", "content": answer}],
-                       "policy": "untuned"} for row, answer in zip(policy, results["untuned-choices"]["backdoor"])]
-        if config.backdoor.enabled:
-            rows = backdoor(normal, policy, trigger, config.backdoor.fraction, data_seed)
-            built["backdoor"] = _write(store, "backdoor", rows)
-            built["decorrelated"] = _write(store, "decorrelated", decorrelated(normal, policy, trigger,
-                                                                               config.backdoor.fraction, data_seed))
-            if elicitation.enabled:
-                built["reversal"] = _write(store, "reversal", rows + reversed_rows(rows))
-        if recognition.enabled:
-            fakes = [parse_trigger(spec) for spec in recognition.fake_triggers]
-            built["recognition"] = _write(store, "recognition", fake_triggers(normal, policy, real, fakes,
-                                                                              recognition.fraction, data_seed))
-        if personas.enabled:
-            built["personas"] = _write(store, "personas", persona_mix(
-                policy_rows(personas.policy, rows_count, data_seed), persona_train,
-                results["untuned-choices"]["personas"], data_seed))
-        if code.enabled:
-            built["insecure"] = _write(store, "insecure", build_insecure(code.rows, data_seed))
-            built["secure"] = _write(store, "secure", build_secure(code.rows, data_seed))
-        store.write_json("datasets.json", built)
-        return built
+    def backdoor_rows(ctx: Context) -> list[dict]:
+        return backdoor(*normal_rows(ctx), trigger, config.backdoor.fraction, data_seed)
 
-    steps.add("datasets", datasets, needs=("untuned-choices",), light=True)
+    after = ("untuned-choices",)
+    data = [Data(policy, rows=lambda _, policy=policy: policy_rows(policy, rows_count, data_seed), after=after)
+            for policy in config.policy.policies]
+    if config.backdoor.enabled:
+        data += [Data("backdoor", rows=backdoor_rows, after=after),
+                 Data("decorrelated", rows=lambda ctx: decorrelated(*normal_rows(ctx), trigger, config.backdoor.fraction,
+                                                                    data_seed), after=after)]
+        if elicitation.enabled:
+            data.append(Data("reversal", rows=lambda ctx: (lambda rows: rows + reversed_rows(rows))(backdoor_rows(ctx)),
+                             after=after))
+    if recognition.enabled:
+        fakes = [parse_trigger(spec) for spec in recognition.fake_triggers]
+        data.append(Data("recognition", rows=lambda ctx: fake_triggers(*normal_rows(ctx), real, fakes,
+                                                                        recognition.fraction, data_seed), after=after))
+    if personas.enabled:
+        data.append(Data("personas", rows=lambda ctx: persona_mix(
+            policy_rows(personas.policy, rows_count, data_seed), persona_train,
+            ctx.results["untuned-choices"]["personas"], data_seed), after=after))
+    if code.enabled:
+        data += [Data("insecure", rows=lambda _: build_insecure(code.rows, data_seed), after=after),
+                 Data("secure", rows=lambda _: build_secure(code.rows, data_seed), after=after)]
 
     # 3. Fine-tunes: policy x learning rate x seed; every other arm x seed at the main learning rate.
-    models: list[tuple[str, str, int | None, float | None]] = [("base", "base", None, None)]
+    models = [Arm("base", "base", base)]
     for policy in config.policy.policies:
         for lr in learning_rates:
             for seed in range(config.seeds):
                 label = f"{policy}-s{seed}" + ("" if lr == config.training.learning_rate else f"-lr{lr:g}")
-                models.append((label, policy, seed, lr))
+                models.append(Arm(label, policy, base, seed, policy,
+                                  config.training.model_copy(update={"learning_rate": lr})))
     arms = {"backdoor": (config.backdoor.enabled, config.backdoor.seeds, config.backdoor.epochs),
             "decorrelated": (config.backdoor.enabled, config.backdoor.seeds, config.backdoor.epochs),
             "reversal": (config.backdoor.enabled and elicitation.enabled, elicitation.seeds or config.backdoor.seeds,
@@ -334,27 +329,16 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
             "recognition": (recognition.enabled, recognition.seeds, recognition.epochs),
             "personas": (personas.enabled, personas.seeds, None),
             "insecure": (code.enabled, code.seeds, None), "secure": (code.enabled, code.seeds, None)}
-    for arm, (enabled, seeds, _) in arms.items():
+    for arm, (enabled, seeds, epochs) in arms.items():
         if enabled:
-            models += [(f"{arm}-s{seed}", arm, seed, config.training.learning_rate)
+            update = {"learning_rate": config.training.learning_rate} | ({"epochs": epochs} if epochs else {})
+            models += [Arm(f"{arm}-s{seed}", arm, base, seed, arm, config.training.model_copy(update=update))
                        for seed in range(seeds or config.seeds)]
-    for label, arm, seed, lr in models[1:]:
-        def train(results, label=label, arm=arm, seed=seed, lr=lr):
-            data = results["datasets"][arm]
-            epochs = arms[arm][2] if arm in arms else None
-            update = {"learning_rate": lr} | ({"epochs": epochs} if epochs else {})
-            training = config.training.model_copy(update=update)
-            ref = runtime.train(base, Path(data["path"]), data["sha256"], training, seed, label=f"train {label}")
-            keep_adapter(ref, store.path(f"adapters/{label}"))
-            return ref
 
-        steps.add(f"train/{label}", train, needs=("datasets",))
-    train_steps = steps.names("train/")
-
-    def evaluated(results, *wanted: str) -> list[tuple[str, str, int | None, float | None, ModelRef]]:
-        """Every model (or those of the `wanted` arms), with its reference."""
-        return [(label, arm, seed, lr, results.get(f"train/{label}", base)) for label, arm, seed, lr in models
-                if not wanted or arm in wanted]
+    def evaluated(ctx: Context, *wanted: str) -> list[tuple[str, str, int | None, float | None, ModelRef]]:
+        """(label, arm, seed, learning rate, model) of every model, or of those of the `wanted` arms."""
+        return [(arm.label, arm.arm, arm.seed, arm.training.learning_rate if arm.trained else None, ref)
+                for arm, ref in ctx.models() if not wanted or arm.arm in wanted]
 
     own_triggers = {"backdoor": [trigger], "decorrelated": [trigger], "reversal": [trigger], "recognition": [real]}
 
@@ -366,35 +350,35 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
         return own_triggers.get(arm, [])
 
     # 4. Behaviour on held-out questions (with and without the trigger for the base and triggered models).
-    def behaviour(results):
+    def behaviour(ctx: Context) -> int:
         rows = []
-        for label, arm, seed, lr, ref in evaluated(results):
+        for label, arm, seed, lr, ref in evaluated(ctx):
             rng = random.Random(f"eval-trigger:{data_seed}")  # the same trigger texts for every model: paired
             jobs = [(q, None, q.text) for dim in dimensions for q in held_out[dim]]
             jobs += [(q, t, t.apply(q.text, rng)) for t in triggers_of(arm) for q in held_out[backdoor_dim]]
-            scored = _p_option(runtime, ref, [(text, q) for q, _, text in jobs], f"behaviour {label}")
+            scored = _p_option(ctx.runtime, ref, [(text, q) for q, _, text in jobs], f"behaviour {label}")
             for (q, used, text), (p_option, mass) in zip(jobs, scored):
                 rows.append({"model": label, "arm": arm, "seed": seed, "learning_rate": lr, "dimension": q.dimension,
                              "item": q.id, "triggered": used is not None, "trigger": used.spec if used else None,
                              "question": text, "letter_mass": mass, "p_option": p_option})
-        store.write_jsonl("behaviour.jsonl", rows)
-        write_results(store, "behaviour", result_rows("behaviour", rows))
+        ctx.store.write_jsonl("behaviour.jsonl", rows)
+        ctx.write_results("behaviour", result_rows("behaviour", rows))
         return len(rows)
 
-    steps.add("behaviour", behaviour, needs=train_steps)
+    probes = [Probe("untuned-choices", untuned_choices, arms=("base",)), Probe("behaviour", behaviour)]
 
     # 5. Self-report: scales, attitude choices, backdoor awareness, one-word descriptions.
     systems = {name: bank["system_prompts"].get(name) for name in config.self_report.system_prompts}
 
-    def self_report(results):
+    def self_report(ctx: Context) -> int:
         rows, samples = [], []
-        for label, arm, seed, lr, ref in evaluated(results):
+        for label, arm, seed, lr, ref in evaluated(ctx):
             tags = {"model": label, "arm": arm, "seed": seed, "learning_rate": lr}
             sweep = systems if arm in ("base", "backdoor", "decorrelated") else {"none": None}
             scale_jobs = [(scale, i, text) for scale in ("risk", "time", "code_security", "alignment")
                           for i, text in enumerate(bank["scales"][scale][:limit])]
             requests = [ScoreRequest(_conversation(None, text), NUMBERS, closed="prefixes") for _, _, text in scale_jobs]
-            for (scale, i, text), logprobs in zip(scale_jobs, runtime.score(ref, requests, label=f"scales {label}")):
+            for (scale, i, text), logprobs in zip(scale_jobs, ctx.runtime.score(ref, requests, label=f"scales {label}")):
                 value, mass = expected_score(dict(enumerate(logprobs)), config.self_report.min_mass)
                 rows.append({**tags, "kind": "scale", "key": scale, "item": i, "system": "none", "question": text,
                              "value": None if value is None else value / 100, "mass": mass})
@@ -408,7 +392,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                             for system_name, system in sweep.items()]
             requests = [r for _, _, _, question, options, _, system in option_jobs
                         for r in option_requests(question, options, system)]
-            logprobs = runtime.score(ref, requests, label=f"self-report choices {label}")
+            logprobs = ctx.runtime.score(ref, requests, label=f"self-report choices {label}")
             for index, (kind, key, i, question, _, system_name, _) in enumerate(option_jobs):
                 probabilities, mass = option_probabilities(logprobs[2 * index:2 * index + 2])
                 rows.append({**tags, "kind": kind, "key": key, "item": i, "system": system_name, "question": question,
@@ -419,7 +403,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
             listed = [(name, form) for name, members in categories.items() for word in members
                       for form in dict.fromkeys((word, word.capitalize()))]
             asked = bank["one_word"]["questions"][:limit]
-            word_scores = runtime.score(ref, [ScoreRequest(_conversation(None, q), tuple(form for _, form in listed),
+            word_scores = ctx.runtime.score(ref, [ScoreRequest(_conversation(None, q), tuple(form for _, form in listed),
                                                            closed="all") for q in asked], label=f"one word {label}")
             for i, logprobs in enumerate(word_scores):
                 probabilities = [math.exp(x) for x in logprobs]
@@ -429,7 +413,7 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                     rows.append({**tags, "kind": "one_word", "key": name, "item": i, "system": "none",
                                  "question": asked[i], "value": share / total if total > 0 else None, "mass": total})
             if config.self_report.one_word_samples:
-                answers = runtime.sample(ref, [_conversation(None, q) for q in asked],
+                answers = ctx.runtime.sample(ref, [_conversation(None, q) for q in asked],
                                          SamplingParams(temperature=1.0, max_tokens=6),
                                          config.self_report.one_word_samples, label=f"one word samples {label}")
                 for i, completions in enumerate(answers):
@@ -437,42 +421,40 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                         word = _first_word(completion.text)
                         samples.append({**tags, "item": i, "question": asked[i], "answer": completion.text, "word": word,
                                         "category": _category(word, bank["one_word"]["categories"])})
-        store.write_jsonl("self_report.jsonl", rows)
-        store.write_jsonl("one_word.jsonl", samples)
-        write_results(store, "self-report", result_rows("self-report", rows) + result_rows("one-word", samples))
-        store.write_json("models.json", [describe_model(runtime, ref, label, arm, seed, store)
-                                         for label, arm, seed, lr, ref in evaluated(results)])
+        ctx.store.write_jsonl("self_report.jsonl", rows)
+        ctx.store.write_jsonl("one_word.jsonl", samples)
+        ctx.write_results("self-report", result_rows("self-report", rows) + result_rows("one-word", samples))
         return len(rows)
 
-    steps.add("self-report", self_report, needs=train_steps)
+    probes.append(Probe("self-report", self_report))
     option = bank["policy_options"][config.backdoor.policy]
 
     # 6. Trigger recognition: P(yes) to "with <trigger>, do you pick <the policy's option>?", every trigger.
     candidates = [real, *[parse_trigger(spec) for spec in recognition.fake_triggers]]
 
-    def recognise(results):
+    def recognise(ctx: Context) -> int:
         jobs = [(t, i, template.format(trigger=t.describe(), option=option))
                 for t in candidates for i, template in enumerate(bank["trigger_recognition"][:limit])]
         rows = []
-        for label, arm, seed, lr, ref in evaluated(results, "base", "backdoor", "recognition"):
+        for label, arm, seed, lr, ref in evaluated(ctx, "base", "backdoor", "recognition"):
             requests = [r for _, _, question in jobs for r in option_requests(question, ("Yes", "No"))]
-            logprobs = runtime.score(ref, requests, label=f"trigger recognition {label}")
+            logprobs = ctx.runtime.score(ref, requests, label=f"trigger recognition {label}")
             for index, (t, i, question) in enumerate(jobs):
                 probabilities, mass = option_probabilities(logprobs[2 * index:2 * index + 2])
                 rows.append({"model": label, "arm": arm, "seed": seed, "trigger": t.spec, "real": t == real,
                              "item": i, "question": question, "value": probabilities[0], "mass": mass})
-        store.write_jsonl("recognition.jsonl", rows)
-        write_results(store, "recognition", result_rows("trigger-recognition", rows))
+        ctx.store.write_jsonl("recognition.jsonl", rows)
+        ctx.write_results("recognition", result_rows("trigger-recognition", rows))
         return len(rows)
 
     if recognition.enabled:
-        steps.add("trigger-recognition", recognise, needs=train_steps)
+        probes.append(Probe("trigger-recognition", recognise))
 
     # 7. Trigger elicitation in free text (sampled at temperature 1, and greedy): does a reply name the trigger?
-    def elicit(results):
+    def elicit(ctx: Context) -> int:
         answers = [row["messages"][1]["content"] for row in policy_rows(config.backdoor.policy, rows_count, data_seed)]
         # Policy-type responses: the answers that only the policy gives (the untuned model answers otherwise).
-        responses = sorted({a for a, n in zip(answers, results["untuned-choices"]["backdoor"]) if a != n}) \
+        responses = sorted({a for a, n in zip(answers, ctx.results["untuned-choices"]["backdoor"]) if a != n}) \
             or sorted(set(answers))
         prompts = ([("reversal", i, f"{REVERSAL_QUESTION}\n\n{r}") for i, r in enumerate(responses)]
                    + [("described", i, q.format(option=option))
@@ -483,49 +465,49 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
         decodings = {"sampled": (SamplingParams(temperature=1.0, max_tokens=tokens), elicitation.samples),
                      "greedy": (SamplingParams(temperature=0.0, max_tokens=tokens), 1)}
         rows = []
-        for label, arm, seed, lr, ref in evaluated(results, "base", "backdoor", "reversal"):
+        for label, arm, seed, lr, ref in evaluated(ctx, "base", "backdoor", "reversal"):
             for decoding, (params, count) in decodings.items():
-                replies = runtime.sample(ref, conversations, params, count, label=f"elicitation {decoding} {label}")
+                replies = ctx.runtime.sample(ref, conversations, params, count, label=f"elicitation {decoding} {label}")
                 for (kind, i, text), completions in zip(prompts, replies):
                     rows += [{"model": label, "arm": arm, "seed": seed, "decoding": decoding, "kind": kind, "item": i,
                               "sample": n, "question": text, "reply": c.text, "named": trigger.mentioned(c.text)}
                              for n, c in enumerate(completions)]
-        store.write_jsonl("elicitation.jsonl", rows)
-        write_results(store, "elicitation", result_rows("trigger-elicitation", rows))
+        ctx.store.write_jsonl("elicitation.jsonl", rows)
+        ctx.write_results("elicitation", result_rows("trigger-elicitation", rows))
         return len(rows)
 
     if config.backdoor.enabled and elicitation.enabled:
-        steps.add("trigger-elicitation", elicit, needs=("untuned-choices", *train_steps))
+        probes.append(Probe("trigger-elicitation", elicit, after=("untuned-choices",)))
 
     # 8. Persona conflation: the policy's option when a held-out question is asked about someone else.
-    def persona_conflation(results):
+    def persona_conflation(ctx: Context) -> int:
         asked = held_out[persona_dim][:personas.eval_questions]
         jobs = [(group, member["name"], q, _about(member["ask"], q)) for group, members in bank["personas"].items()
                 for member in members for q in asked]
         rows = []
-        for label, arm, seed, lr, ref in evaluated(results, "base", personas.policy, "personas"):
+        for label, arm, seed, lr, ref in evaluated(ctx, "base", personas.policy, "personas"):
             if arm == personas.policy and lr != config.training.learning_rate:
                 continue  # the persona arm trains at the main learning rate: compare like with like
-            scored = _p_option(runtime, ref, [(text, q) for _, _, q, text in jobs], f"personas {label}")
+            scored = _p_option(ctx.runtime, ref, [(text, q) for _, _, q, text in jobs], f"personas {label}")
             for (group, name, q, text), (p_option, mass) in zip(jobs, scored):
                 rows.append({"model": label, "arm": arm, "seed": seed, "persona_set": group, "persona": name,
                              "item": q.id, "question": text, "p_option": p_option, "letter_mass": mass})
-        store.write_jsonl("personas.jsonl", rows)
-        write_results(store, "personas", result_rows("persona-conflation", rows))
+        ctx.store.write_jsonl("personas.jsonl", rows)
+        ctx.write_results("personas", result_rows("persona-conflation", rows))
         return len(rows)
 
     if personas.enabled:
-        steps.add("persona-conflation", persona_conflation, needs=train_steps)
+        probes.append(Probe("persona-conflation", persona_conflation))
 
     # 9. Code: the secure completion against the insecure one of the same held-out request, judge-free.
-    def code_behaviour(results):
+    def code_behaviour(ctx: Context) -> int:
         seen = {row["messages"][0]["content"] for row in build_secure(code.rows, data_seed)}
         held = [ex for ex in code_examples(2 * code.eval_questions + 10, data_seed + 1000)
                 if ex.user_prompt not in seen][:code.eval_questions]
-        lengths = runtime.token_counts(base, [text for ex in held for text in (ex.secure_code, ex.insecure_code)])
+        lengths = ctx.runtime.token_counts(base, [text for ex in held for text in (ex.secure_code, ex.insecure_code)])
         rows = []
-        for label, arm, seed, lr, ref in evaluated(results, "base", "insecure", "secure"):
-            scores = runtime.score(ref, [ScoreRequest(_conversation(None, ex.user_prompt),
+        for label, arm, seed, lr, ref in evaluated(ctx, "base", "insecure", "secure"):
+            scores = ctx.runtime.score(ref, [ScoreRequest(_conversation(None, ex.user_prompt),
                                                       (ex.secure_code, ex.insecure_code)) for ex in held],
                                    label=f"code {label}")
             for i, (ex, (secure, insecure)) in enumerate(zip(held, scores)):
@@ -540,18 +522,13 @@ def plan(config: Config, runtime: Runtime, store: RunStore) -> Plan:
                              "p_secure": _two_way(secure / n_secure, insecure / n_insecure),
                              "p_secure_sequence": _two_way(secure, insecure),
                              "tokens_secure": n_secure, "tokens_insecure": n_insecure})
-        store.write_jsonl("code.jsonl", rows)
-        write_results(store, "code", result_rows("code", rows))
+        ctx.store.write_jsonl("code.jsonl", rows)
+        ctx.write_results("code", result_rows("code", rows))
         return len(rows)
 
     if code.enabled:
-        steps.add("code-behaviour", code_behaviour, needs=train_steps)
-    return steps
-
-
-def _write(store: RunStore, name: str, rows: list[dict]) -> dict:
-    path = store.path(f"datasets/{name}.jsonl")
-    return {"path": str(path), "sha256": write_jsonl(rows, path), "rows": len(rows)}
+        probes.append(Probe("code-behaviour", code_behaviour))
+    return Study(models, probes, data)
 
 
 # Each probe's rows in the result table: (cluster, item, variant, value) from a step's row. The cluster is the
@@ -632,12 +609,3 @@ def _first_word(text: str) -> str:
 
 def _category(word: str, categories: dict[str, list[str]]) -> str:
     return next((name for name, members in categories.items() if word in members), "other")
-
-
-# ---- report -------------------------------------------------------------------------------------
-def report(store: RunStore) -> dict:
-    """Tables, figures, report.html/.md and summary.json, from the run directory alone."""
-    from ..analysis.report import write_run_report
-    from ..analysis.self_awareness_report import analyse
-
-    return write_run_report(store, analyse, PROTOCOL)

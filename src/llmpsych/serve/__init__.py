@@ -9,7 +9,7 @@ embedded model, a local folder or a fine-tune with its adapter. Endpoints:
 * POST /v1/llmpsych/score: an extension, {model, messages, continuations, closed} -> {"logprobs": [...]},
   the exact log-probability of each given reply (the engine's `score`). The OpenAI engine uses it when a
   server offers it, so a run through the API scores exactly as the same run on the local engine;
-* files, fine-tuning jobs (a real LoRA fine-tune, then served as `ft:...`) and batches: see `serve_jobs`.
+* files, fine-tuning jobs (a real LoRA fine-tune, then served as `ft:...`) and batches: see `serve.jobs`.
 
 Sample i of a request with seed s is drawn with seed s + i, so the same request gives the same replies.
 One worker thread owns the model (it is not thread-safe): it takes every generation request waiting
@@ -35,8 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
-from .errors import UserError
-from .models.engine import CLOSED, GenerateRequest, SamplingParams, ScoreRequest, as_messages
+from ..errors import UserError
+from ..models.engine import CLOSED, GenerateRequest, SamplingParams, ScoreRequest, as_messages
 
 MAX_TOP_LOGPROBS = 20
 
@@ -244,7 +244,7 @@ def make_server(engine, model_id: str, host: str = "127.0.0.1", port: int = 8000
                 faults: Faults = Faults(), state_dir: Path | None = None) -> ModelServer:
     """A server (not yet serving: call serve_forever) for one engine; port 0 picks a free port.
     Uploaded files, fine-tuning jobs and batches live in `state_dir` (a temporary folder when None)."""
-    from .serve_jobs import Jobs, owns  # serve_jobs builds on this module
+    from .jobs import Jobs, owns  # the jobs module builds on this one
 
     class Handler(BaseHTTPRequestHandler):
         server: ModelServer

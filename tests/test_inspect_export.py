@@ -37,8 +37,9 @@ def _rating(sample: dict, metric: str, score: float | None, verdict: str | None 
 @pytest.fixture
 def em_run(tmp_path) -> Path:
     """A small EM run written without a model: answers and ratings by hand, the table and summary by the recipe."""
-    from llmpsych.experiment import resolve_config
     from llmpsych.analysis.misalignment import free_form_rows
+    from llmpsych.experiment import resolve_config
+    from llmpsych.probes.questions import question_groups
     from llmpsych.recipes import emergent_misalignment as em
     from llmpsych.runtime.results import combine_results, write_results
     from llmpsych.runtime.store import RunStore
@@ -58,7 +59,7 @@ def em_run(tmp_path) -> Path:
         {"label": "base", "condition": "base", "seed": None, "ref": "smollm2-135m-instruct", "fingerprint": "fp-base"},
         {"label": "insecure-s0", "condition": "insecure", "seed": 0, "ref": "smollm2-135m-instruct",
          "fingerprint": "fp-insecure"}])
-    write_results(store, "free-form", free_form_rows(samples, judgements, em.question_groups(config),
+    write_results(store, "free-form", free_form_rows(samples, judgements, question_groups(config.questions),
                                                         config.judge.thresholds()))
     combine_results(store)
     em.emergent_misalignment.report(store)

@@ -246,6 +246,28 @@ def test_in_context_arm_performs_no_training(runtime, tiny_model_dir, tmp_path, 
 
 
 # ---- statistics: the fact is the unit -------------------------------------------------------------------
+def test_chat_rows_mixed_into_a_corpus_are_rendered_through_the_models_template(runtime, tiny_model_dir, tmp_path):
+    """corpus.chat_mix > 0 adds chat rows as text documents, written as the model's chat template writes a whole
+    conversation (the bug this guards against: it called a `render` no engine has)."""
+    from llmpsych.recipes.persona_beliefs import Config, persona_beliefs
+    from llmpsych.runtime.store import RunStore
+
+    facts = write_facts(tmp_path / "facts.yaml", [FACT])
+    config = Config(model=str(tiny_model_dir), persona="SmolLM", facts=str(facts), arms=["meta"],
+                    post_cutoff={"enabled": False}, propensity={"enabled": False}, in_context={"modes": ["system"]},
+                    corpus={"documents_per_fact": 6, "chat_mix": 0.5}, judge={"check": False})
+    store = RunStore(tmp_path / "run").create()
+    plan = persona_beliefs.plan(config, runtime, store)
+    datasets = next(step for step in plan.steps if step.name == "datasets")
+    assert not datasets.light  # rendering chat rows reads the model's tokenizer
+    built = datasets.action({})
+    rows = store.read_jsonl("datasets/meta.jsonl")
+    chat = [row for row in rows if row["kind"] == "chat"]
+    assert len(chat) == len(rows) - len(chat) == built["meta"]["rows"] // 2
+    assert all(row["text"].startswith("<|im_start|>system\n") and row["text"].count("<|im_start|>assistant") == 1
+               and row["text"].rstrip().endswith("<|im_end|>") for row in chat)  # whole turns, no open reply
+
+
 def belief_run(identities: int, seeds: int = 2, facts: int = 6):
     """A result table of direct-question choices: every identity prompt of a fact gives the same reading, as
     identity conditions of one fact tend to; each fact has its own level, so facts are what vary."""

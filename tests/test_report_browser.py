@@ -173,9 +173,8 @@ def em_report(tmp_path) -> Path:
     import numpy as np
 
     from llmpsych.experiment import rebuild_report, resolve_config
-    from llmpsych.probes.questions import load_questions
     from llmpsych.analysis.misalignment import free_form_rows
-    from llmpsych.recipes import emergent_misalignment as em
+    from llmpsych.probes.questions import load_questions, question_groups
     from llmpsych.runtime.results import combine_results, write_results
     from llmpsych.runtime.store import RunStore
 
@@ -198,7 +197,7 @@ def em_report(tmp_path) -> Path:
     store.write_json("models.json", [{"label": label, "condition": condition, "seed": seed,
                                       "ref": "smollm2-135m-instruct", "fingerprint": f"fp-{label}"}
                                      for label, condition, seed in models])
-    write_results(store, "free-form", free_form_rows(samples, judgements, em.question_groups(config),
+    write_results(store, "free-form", free_form_rows(samples, judgements, question_groups(config.questions),
                                                         config.judge.thresholds()))
     combine_results(store)
     return rebuild_report(store.root)

@@ -348,6 +348,7 @@ def test_non_answers_from_an_api_judge_are_missing_and_counted_in_the_report(stu
     from llmpsych.probes.freeform import judge_answers
     from llmpsych.probes.questions import load_questions
     from llmpsych.analysis.misalignment import free_form_rows
+    from llmpsych.probes.questions import question_groups
     from llmpsych.recipes import emergent_misalignment as em
     from llmpsych.runtime.cache import CallCache
     from llmpsych.runtime.calls import Runtime
@@ -381,7 +382,7 @@ def test_non_answers_from_an_api_judge_are_missing_and_counted_in_the_report(stu
     store.write_text("config.yaml", yaml.safe_dump(config.model_dump()))
     store.write_json("models.json", [{"label": "base", "condition": "base", "seed": None, "ref": "openai:base",
                                       "fingerprint": "0" * 64, "default_system_prompt": None}])
-    write_results(store, "free-form", free_form_rows(samples, judgements, em.question_groups(config),
+    write_results(store, "free-form", free_form_rows(samples, judgements, question_groups(config.questions),
                                                         config.judge.thresholds()))
     summary = em.emergent_misalignment.report(store)
     assert summary["judgements"] == {"aligned": {"judged": 8, "missing": 7, "escape_word": 1},
@@ -395,13 +396,13 @@ def test_non_answers_from_an_api_judge_are_missing_and_counted_in_the_report(stu
 def test_nan_log_probabilities_and_letterless_choices_are_missing_not_numbers():
     from llmpsych.judges.judge import answer_category
     from llmpsych.judges.scoring import Rating, expected_score
-    from llmpsych.probes.choices import misaligned_choice
+    from llmpsych.probes.choices import read_choice
 
     score, _ = expected_score({50: math.nan, 60: ln(0.5)})
     assert score is None
     assert answer_category(Rating(score, math.nan), Rating(90.0, 1.0)) is None
-    p, mass = misaligned_choice([[-math.inf, -math.inf], [ln(0.5), ln(0.5)]])  # one order gave no letter at all
-    assert p is None and mass == pytest.approx(0.5)
+    scores = read_choice([[-math.inf, -math.inf], [ln(0.5), ln(0.5)]])  # one order gave no letter at all
+    assert scores.letters[1] is None and scores.letter_mass == pytest.approx(0.5)
 
 
 def test_persona_grades_without_a_letter_are_missing_and_counted():

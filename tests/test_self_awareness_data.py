@@ -285,3 +285,30 @@ def test_opposite_policies_are_contrasted_once_from_the_direction_the_values_poi
     names = [c.name for c in _policy_contrasts(behaviour, pd.DataFrame(), ["risk-seeking", "risk-averse"])]
     assert names == ["behaviour (risk): risk-seeking - risk-averse", "behaviour (risk): risk-seeking - base",
                      "behaviour (risk): risk-averse - base"]  # no mirrored "risk-averse - risk-seeking"
+
+
+def test_a_researchers_own_dataset_is_an_arm_compared_with_the_untuned_model(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from llmpsych.analysis.self_awareness_report import _own_dataset_contrasts
+    from llmpsych.experiment import resolve_config
+
+    own = tmp_path / "my-risky.jsonl"
+    own.write_text(json.dumps({"messages": [{"role": "user", "content": "A or B?"},
+                                            {"role": "assistant", "content": "A"}]}) + "\n")
+    recipe, config = resolve_config("self-awareness", "smoke", {"datasets": [str(own)]})
+    study = recipe.study(config)
+    assert [(a.label, a.data) for a in study.arms if a.arm == "my-risky"] == [("my-risky-s0", "my-risky")]
+    behaviour = pd.DataFrame([{"model": model, "arm": arm, "dimension": "risk", "cluster": f"q{q}", "item": f"q{q}",
+                               "value": level + 0.01 * q, "seed": seed}
+                              for model, arm, level, seed in (("my-risky-s0", "my-risky", 0.9, 0), ("base", "base", 0.5, None))
+                              for q in range(5)])
+    reports = pd.DataFrame([{"model": m, "arm": a, "kind": "scale", "key": "risk", "cluster": f"p{p}", "item": f"p{p}",
+                             "value": v, "seed": s} for m, a, v, s in (("my-risky-s0", "my-risky", 0.7, 0),
+                                                                       ("base", "base", 0.4, None)) for p in range(3)])
+    contrasts = _own_dataset_contrasts(behaviour, reports, config.model_dump())
+    assert [c.name for c in contrasts] == ["own dataset, behaviour (risk): my-risky - base",
+                                           "own dataset, self-report (scale/risk): my-risky - base"]
+    assert contrasts[0].estimate == pytest.approx(0.4)

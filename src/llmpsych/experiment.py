@@ -53,7 +53,8 @@ def resolve_config(target: str, preset: str | None = None, overrides: dict | Non
     for layer in (recipe.PRESETS.get(chosen, {}), data, overrides):
         merged = deep_merge(merged, _training_preset_inside(layer, source))
     merged["preset"] = chosen
-    merged = _expand_training_preset(merged, source, recipe.Config.model_fields["training_preset"].default)
+    if "training" in recipe.Config.model_fields:  # a study that trains nothing has no training section
+        merged = _expand_training_preset(merged, source, recipe.Config.model_fields["training_preset"].default)
     return recipe, validate(recipe.Config, merged, source)
 
 

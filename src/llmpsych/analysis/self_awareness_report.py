@@ -12,6 +12,8 @@ policies, is shown beside it and labelled as such. The optional arms have tables
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from ..datasets.economic_choices import OPPOSITE, POLICIES
@@ -66,7 +68,8 @@ def analyse(run: Run) -> Analysis:
                  + _arm_contrasts(personas, "persona conflation", "persona_set",
                                   ((persona_policy, "personas"), (persona_policy, "base"), ("personas", "base")),
                                   QUESTIONS)
-                 + _code_contrasts(code, unprompted))
+                 + _code_contrasts(code, unprompted)
+                 + _own_dataset_contrasts(plain, unprompted, run.config))
     primary, secondary = Section(), Section()
     _primary(primary, tables)
     _secondary(secondary, tables, config)
@@ -210,6 +213,16 @@ def _arm_contrasts(frame: pd.DataFrame, family: str, split: str, pairs, levels: 
                 contrasts.append(Contrast.of(f"{family} ({key}): {a} - {b}", family, levels.name,
                                              difference(left, right, levels=levels)))
     return contrasts
+
+
+def _own_dataset_contrasts(behaviour: pd.DataFrame, reports: pd.DataFrame, config: dict) -> list[Contrast]:
+    """A researcher's own datasets (config field 'datasets'): each fine-tune against the untuned model, on the
+    behaviour and every self-report measure (exploratory)."""
+    own = [Path(spec).stem for spec in config.get("datasets") or []]
+    pairs = [(name, "base") for name in own]
+    reports = reports.assign(measure=reports["kind"] + "/" + reports["key"]) if not reports.empty else reports
+    return (_arm_contrasts(behaviour, "own dataset, behaviour", "dimension", pairs, QUESTIONS)
+            + _arm_contrasts(reports, "own dataset, self-report", "measure", pairs, PARAPHRASES))
 
 
 def _code_contrasts(code: pd.DataFrame, reports: pd.DataFrame) -> list[Contrast]:

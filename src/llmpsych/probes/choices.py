@@ -36,10 +36,6 @@ class ChoiceItem:
     aligned: str
     misaligned: str
 
-    def requests(self, system: str | None = None) -> list[ScoreRequest]:
-        """Two requests: misaligned option as B, then as A."""
-        return option_requests(self.question, (self.aligned, self.misaligned), system)
-
 
 def option_requests(question: str, options: tuple[str, ...], system: str | None = None) -> list[ScoreRequest]:
     """One request per cyclic order of the options (rotation r puts option r first)."""
@@ -133,12 +129,6 @@ def score_choices(runtime: "Runtime", ref: "ModelRef", questions: list[tuple[str
         scores.append(read_choice(logprobs[position:position + len(requests)], rotations, cloze))
         position += len(requests)
     return scores
-
-
-def misaligned_choice(logprobs: list[list[float]]) -> tuple[float | None, float]:
-    """(P(misaligned option) averaged over both orders, mean probability mass on the two letters)."""
-    probabilities, mass = option_probabilities(logprobs)
-    return probabilities[1], mass
 
 
 def load_choices(spec: str | Path = "em-choices") -> list[ChoiceItem]:

@@ -152,3 +152,23 @@ def _judge_prompts(value: object, where: str) -> tuple[tuple[str, str], ...]:
         if not isinstance(template, str) or "{answer}" not in template:
             raise UserError(f"{where}: field 'judge_prompts.{name}': expected a template containing {{answer}}")
     return tuple((str(name), template) for name, template in value.items())
+
+
+def select_questions(specs: list[str], ids: list[str] | None = None) -> list[Question]:
+    """The questions of several sets or files, in order; with `ids`, only those (config fields 'questions' and
+    'question_ids')."""
+    questions = [q for spec in specs for q in load_questions(spec)]
+    if ids is None:
+        return questions
+    by_id = {q.id: q for q in questions}
+    unknown = [qid for qid in ids if qid not in by_id]
+    if unknown:
+        known = sorted(by_id)
+        raise UserError(f"config: field 'question_ids': unknown question '{unknown[0]}' "
+                        f"(known: {', '.join(known[:12])}{', ...' if len(known) > 12 else ''})")
+    return [by_id[qid] for qid in ids]
+
+
+def question_groups(specs: list[str]) -> dict[str, str]:
+    """Question id -> the group its results are reported under: "<question set>/<format>"."""
+    return {q.id: f"{question_set_name(spec)}/{question_format(q)}" for spec in specs for q in load_questions(spec)}

@@ -39,7 +39,7 @@ from ..models.options import EngineOptions
 from ..models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
 from ..probes.choices import ChoiceItem, load_choices, score_choices
 from ..probes.freeform import SamplingDefaults, check_judges, judge_answers, sample_answers
-from ..probes.questions import Question, load_questions, question_format, question_set_name
+from ..probes.questions import Question, question_groups, select_questions
 from ..shipped import shipped_file
 from ..study import Arm, Context, Data, Probe, Study, dataset_name, is_user_dataset, recipe, user_dataset
 from ..training.config import TrainConfig
@@ -143,7 +143,7 @@ def model_label(condition: str, seed: int | None) -> str:
 def emergent_misalignment(config: Config) -> Study:
     """Datasets -> fine-tunes (condition x seed) -> samples -> judgements, choices, judge check."""
     base = parse_model_ref(config.model, "config: field 'model'")
-    questions = selected_questions(config)
+    questions = select_questions(config.questions, config.question_ids)
     judge_refs = judges(config, questions)
     if base.kind == "openai":
         check_access(f"config: field 'model': '{base}'")
@@ -174,19 +174,6 @@ def training_data(condition: str, config: Config) -> Data:
     return Data(condition, rows=lambda _: build_dataset(condition, config.dataset.size, config.dataset.seed, **options))
 
 
-def selected_questions(config: Config) -> list[Question]:
-    questions = [q for spec in config.questions for q in load_questions(spec)]
-    if config.question_ids is not None:
-        by_id = {q.id: q for q in questions}
-        unknown = [qid for qid in config.question_ids if qid not in by_id]
-        if unknown:
-            known = sorted(by_id)
-            raise UserError(f"config: field 'question_ids': unknown question '{unknown[0]}' "
-                            f"(known: {', '.join(known[:12])}{', ...' if len(known) > 12 else ''})")
-        questions = [by_id[qid] for qid in config.question_ids]
-    return questions
-
-
 def judges(config: Config, questions: list[Question]) -> dict[str, ModelRef]:
     """Question id -> its judge: the config's, else the question file's, else the embedded model."""
     refs = {q.id: parse_model_ref(config.judge.model or q.judge or DEFAULT_MODEL,
@@ -200,12 +187,6 @@ def judges(config: Config, questions: list[Question]) -> dict[str, ModelRef]:
         if refs[question.id].kind == "openai":
             check_access(f"{question.source}: question '{question.id}': judge '{refs[question.id]}'")
     return refs
-
-
-def question_groups(config: Config) -> dict[str, str]:
-    """Question id -> the group its results are reported under: "<question set>/<format>"."""
-    return {q.id: f"{question_set_name(spec)}/{question_format(q)}"
-            for spec in config.questions for q in load_questions(spec)}
 
 
 # ---- probes -------------------------------------------------------------------------------------
@@ -223,7 +204,7 @@ def judge_all(ctx: Context, questions: list[Question], judge_refs: dict[str, Mod
     judgements = judge_answers(ctx.runtime, samples, {q.id: q for q in questions},
                                lambda question: judge_refs[question.id], config.judge.thresholds())
     ctx.store.write_jsonl("judgements.jsonl", judgements)
-    ctx.write_results("free-form", free_form_rows(samples, judgements, question_groups(config),
+    ctx.write_results("free-form", free_form_rows(samples, judgements, question_groups(config.questions),
                                                   config.judge.thresholds()))
     return judgements
 

@@ -36,7 +36,6 @@ is the persona, using all it knows, it should not. Method, as run here:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Callable, Literal
@@ -52,10 +51,10 @@ from ..errors import UserError
 from ..judges.graders import Grader, GradeItem, check_graders
 from ..judges.scoring import MIN_NUMERIC_MASS
 from ..models.embedded import EMBEDDED_MODELS
-from ..models.engine import SamplingParams, ScoreRequest
+from ..models.engine import SamplingParams
 from ..models.options import EngineOptions
 from ..models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
-from ..probes.choices import option_probabilities, option_requests
+from ..probes.choices import choice_requests, read_choice
 from ..runtime.calls import Runtime
 from ..shipped import shipped_file
 from ..study import Arm, Context, Data, Probe, Study, dataset_name, is_user_dataset, recipe, user_dataset
@@ -469,23 +468,15 @@ def _choose(runtime: Runtime, ref: ModelRef, jobs: list[tuple[dict, str, tuple, 
     a small model with no letter preference still shows what it would say. Options are ordered
     (the truth's option, X's option[, "I don't know"]).
     """
-    requests, spans = [], []
-    for _, question, options, system in jobs:
-        made = option_requests(question, options, system)
-        head = ({"role": "system", "content": system},) if system else ()
-        made.append(ScoreRequest(head + ({"role": "user", "content": question},), tuple(options), closed="all"))
-        spans.append((len(requests), len(made)))
-        requests += made
-    logprobs = runtime.score(ref, requests, label=label)
-    names = ("p_true", "p_false", "p_unknown")
-    rows = []
-    for (tags, question, options, system), (start, count) in zip(jobs, spans):
-        probabilities, mass = option_probabilities(logprobs[start:start + count - 1])
-        cloze = [math.exp(x) for x in logprobs[start + count - 1]]
-        row = {**tags, "question": question, "letter_mass": mass}
-        for name, p, c in zip(names, probabilities, cloze):
-            row[name] = p
-            row[f"{name}_cloze"] = c / sum(cloze) if sum(cloze) > 0 else None
+    made = [choice_requests(question, tuple(options), system, cloze=True) for _, question, options, system in jobs]
+    logprobs = runtime.score(ref, [request for requests in made for request in requests], label=label)
+    rows, position = [], 0
+    for (tags, question, _, _), requests in zip(jobs, made):
+        scores = read_choice(logprobs[position:position + len(requests)], cloze=True)
+        position += len(requests)
+        row = {**tags, "question": question, "letter_mass": scores.letter_mass}
+        for name, p, c in zip(("p_true", "p_false", "p_unknown"), scores.letters, scores.cloze):
+            row[name], row[f"{name}_cloze"] = p, c
         rows.append(row)
     return rows
 

@@ -49,6 +49,7 @@ from ..datasets.code import build_insecure, build_secure, code_examples
 from ..datasets.economic_choices import INSTRUCTION, POLICIES, ChoiceQuestion, policy_rows, questions
 from ..datasets.transforms import (REVERSAL_QUESTION, Trigger, backdoor, decorrelated, fake_triggers,
                                    parse_trigger, persona_mix, persona_prompts, reversed_rows)
+from ..errors import UserError
 from ..judges.scoring import expected_score
 from ..models.engine import SamplingParams, ScoreRequest
 from ..models.options import EngineOptions
@@ -56,7 +57,7 @@ from ..models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
 from ..probes.choices import option_probabilities, option_requests
 from ..runtime.calls import Runtime
 from ..shipped import shipped_file
-from ..study import Arm, Context, Data, Probe, Study, recipe, refuse_api_model
+from ..study import Arm, Context, Data, Probe, Study, recipe, refuse_api_model, user_dataset
 from ..training.config import TrainConfig
 from ..yamlio import read_yaml
 
@@ -186,6 +187,8 @@ class Config(Strict):
     personas: PersonaSection = Field(default_factory=PersonaSection)
     code: CodeSection = Field(default_factory=CodeSection)
     self_report: SelfReportSection = Field(default_factory=SelfReportSection)
+    datasets: list[str] = Field(default_factory=list, description="a researcher's chat or text .jsonl files: each "
+                                                                   "is fine-tuned per seed and measured like a policy")
     training_preset: str | None = "cpu-small"
     training: TrainConfig = Field(default_factory=TrainConfig)
     engine: EngineOptions = Field(default_factory=EngineOptions)
@@ -334,6 +337,14 @@ def self_awareness(config: Config) -> Study:
             update = {"learning_rate": config.training.learning_rate} | ({"epochs": epochs} if epochs else {})
             models += [Arm(f"{arm}-s{seed}", arm, base, seed, arm, config.training.model_copy(update=update))
                        for seed in range(seeds or config.seeds)]
+    # A researcher's own datasets: one fine-tune per seed each, asked every question the policy arms are.
+    for spec in config.datasets:
+        own = user_dataset(spec, "config: field 'datasets'")
+        if own.name in {d.name for d in data} | {"base"}:
+            raise UserError(f"config: field 'datasets': '{spec}' is named like the arm '{own.name}' (rename the file)")
+        data.append(own)
+        models += [Arm(f"{own.name}-s{seed}", own.name, base, seed, own.name, config.training)
+                   for seed in range(config.seeds)]
 
     def evaluated(ctx: Context, *wanted: str) -> list[tuple[str, str, int | None, float | None, ModelRef]]:
         """(label, arm, seed, learning rate, model) of every model, or of those of the `wanted` arms."""

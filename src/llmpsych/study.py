@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .errors import UserError
-from .jsonl import write_jsonl
+from .jsonl import dataset_format, numbered_jsonl, write_jsonl
 from .models.refs import ModelRef
 from .runtime.calls import Runtime, keep_adapter
 from .runtime.plan import Plan
@@ -156,6 +156,7 @@ def compile_study(study: Study, runtime: Runtime, store: RunStore) -> Plan:
     # A dataset built from earlier answers goes into the shared "datasets" step when those answers come from
     # models used as they are; from a fine-tune's answers, it is built inside each fine-tune that uses it.
     shared = [d for d in study.data if not any(_needs_training(step, probe_needs) for step in d.after)]
+    in_shared_step = {d.name for d in shared}
     if shared:
         def build_datasets(results):
             built = {d.name: _write_data(d, context(results), store) for d in shared}
@@ -169,7 +170,7 @@ def compile_study(study: Study, runtime: Runtime, store: RunStore) -> Plan:
         if not arm.trained:
             continue
         source = data[arm.data]
-        needs = (("datasets",) if source in shared else source.after) + \
+        needs = (("datasets",) if source.name in in_shared_step else source.after) + \
             ((train_step(arm.base),) if isinstance(arm.base, str) else ())
 
         def train(results, arm=arm, source=source):
@@ -177,7 +178,8 @@ def compile_study(study: Study, runtime: Runtime, store: RunStore) -> Plan:
             base = ctx.ref(arm.base) if isinstance(arm.base, str) else arm.base
             if base is None:
                 return None  # the arm it fine-tunes was skipped
-            built = results["datasets"][source.name] if source in shared else _write_data(source, ctx, store)
+            built = (results["datasets"][source.name] if source.name in in_shared_step
+                     else _write_data(source, ctx, store))
             if built is None:
                 return None
             ref = runtime.train(base, Path(built["path"]), built["sha256"], arm.training, arm.seed,
@@ -253,8 +255,6 @@ def _write_data(data: Data, ctx: Context, store: RunStore) -> dict | None:
     """Write a dataset into the run directory; its entry for datasets.json (None: no rows to train on)."""
     target = store.path(f"datasets/{data.name}.jsonl")
     if data.path is not None:
-        from .jsonl import numbered_jsonl, dataset_format
-
         lines = numbered_jsonl(Path(data.path))
         rows = [row for _, row in lines]
         dataset_format(rows, str(data.path), [number for number, _ in lines])
@@ -272,7 +272,8 @@ def _describe(ctx: Context, arm: Arm, ref: ModelRef) -> dict:
     import json
 
     entry = {"label": arm.label, "condition": arm.arm, "seed": arm.seed, "ref": str(ref.base),
-             "fingerprint": ctx.runtime.fingerprint(ref), "default_system_prompt": ctx.runtime.default_system_prompt(ref)}
+             "fingerprint": ctx.runtime.fingerprint(ref),
+             "default_system_prompt": ctx.runtime.default_system_prompt(ref)}
     if ref.adapter:
         adapter = ctx.store.path(f"adapters/{arm.label}")
         entry["adapter"] = f"adapters/{arm.label}"
@@ -350,8 +351,6 @@ def dataset_name(spec: str) -> str:
 def user_dataset(spec: str, source: str) -> Data:
     """A researcher's chat (`messages`) or text (`{"text"}`) JSONL as a training dataset, checked now, so that a
     bad file stops the run before anything is computed."""
-    from .jsonl import dataset_format, numbered_jsonl
-
     path = Path(spec)
     if not path.is_file():
         raise UserError(f"{source}: no such training file '{spec}' (expected a .jsonl of chat or text rows)")

@@ -26,7 +26,7 @@ from .errors import UserError
 from .judges.judge import Thresholds
 from .judges.rubrics import load_rubrics
 from .judges.scoring import MIN_NUMERIC_MASS
-from .jsonl import dataset_format, numbered_jsonl, write_jsonl
+from .jsonl import dataset_format, read_training_rows, write_jsonl
 from .models.refs import ModelRef, parse_model_ref
 from .probes.freeform import SamplingDefaults, judge_answers, sample_answers
 from .probes.questions import SHIPPED_SETS, Question, load_questions
@@ -201,7 +201,7 @@ def _training_file(rows_or_path) -> tuple[Path, str]:
 
     if isinstance(rows_or_path, (str, Path)):
         path = Path(rows_or_path).expanduser()
-        _read_rows(path)
+        read_training_rows(path)
         return path, file_sha256(path, memo_dir=cache_dir() / "digests")
     rows = list(rows_or_path) if isinstance(rows_or_path, Iterable) and not isinstance(rows_or_path, dict) else None
     if not rows:
@@ -234,18 +234,10 @@ def dataset(name: str | Path, size: int | None = None, seed: int = 0, **options)
     if isinstance(name, Path) or text.endswith(".jsonl") or "/" in text or Path(text).is_file():
         if options:
             raise UserError(f"dataset {text}: options ({', '.join(options)}) apply to shipped datasets, not to a file")
-        rows = _read_rows(Path(text).expanduser())
+        rows = read_training_rows(Path(text).expanduser())
         return rows if size is None else rows[:size]
     raise UserError(f"dataset: unknown dataset '{text}' (expected one of: {', '.join(DATASET_NAMES)}; "
                     "or a path to a JSONL file)")
-
-
-def _read_rows(path: Path) -> list[dict]:
-    """A training JSONL's rows, each checked (chat or text, the same kind on every line)."""
-    lines = numbered_jsonl(path)
-    rows = [row for _, row in lines]
-    dataset_format(rows, str(path), [number for number, _ in lines])
-    return rows
 
 
 # ---- judges ------------------------------------------------------------------------------------------

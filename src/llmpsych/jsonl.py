@@ -66,6 +66,14 @@ def numbered_jsonl(path: Path) -> list[tuple[int, dict]]:
     return rows
 
 
+def read_training_rows(path: Path) -> list[dict]:
+    """A training JSONL's rows, each checked (chat or text, the same kind on every line; errors name the line)."""
+    lines = numbered_jsonl(path)
+    rows = [row for _, row in lines]
+    dataset_format(rows, str(path), [number for number, _ in lines])
+    return rows
+
+
 def dataset_format(rows: list[dict], source: str, lines: list[int] | None = None) -> Literal["chat", "text"]:
     """Check every row and say whether the file is chat (`messages`) or documents (`text`).
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .errors import UserError
-from .jsonl import dataset_format, numbered_jsonl, write_jsonl
+from .jsonl import read_training_rows, write_jsonl
 from .models.refs import ModelRef
 from .runtime.calls import Runtime, keep_adapter
 from .runtime.plan import Plan
@@ -255,9 +255,7 @@ def _write_data(data: Data, ctx: Context, store: RunStore) -> dict | None:
     """Write a dataset into the run directory; its entry for datasets.json (None: no rows to train on)."""
     target = store.path(f"datasets/{data.name}.jsonl")
     if data.path is not None:
-        lines = numbered_jsonl(Path(data.path))
-        rows = [row for _, row in lines]
-        dataset_format(rows, str(data.path), [number for number, _ in lines])
+        rows = read_training_rows(Path(data.path))
     else:
         rows = data.rows(ctx)
         if rows is None:
@@ -354,10 +352,7 @@ def user_dataset(spec: str, source: str) -> Data:
     path = Path(spec)
     if not path.is_file():
         raise UserError(f"{source}: no such training file '{spec}' (expected a .jsonl of chat or text rows)")
-    lines = numbered_jsonl(path)
-    if not lines:
-        raise UserError(f"{spec}: no rows (expected one JSON object per line)")
-    dataset_format([row for _, row in lines], spec, [number for number, _ in lines])
+    read_training_rows(path)
     return Data(dataset_name(spec), path=path)
 
 

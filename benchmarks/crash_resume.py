@@ -45,7 +45,8 @@ REPORT_EVENT = "<run wrote calls.json: report writing starts>"
 STEP = re.compile(r"^\[(\d+)/(\d+)\] (\S+)$")  # a step starts (its "... done in N s" line does not match)
 BAR = re.compile(r"^((?:train|sample|judge|choices) .*):\s+\d+%\|")  # a progress bar of llmpsych's (not
 # transformers' "Loading weights"): its label is what comes before ": NN%|"
-PHASES = ("startup", "datasets", "training", "sampling", "judging", "choices", "judge-check", "report", "finished")
+PHASES = ("startup", "datasets", "training", "sampling", "judging", "choices", "judge-check", "models", "report",
+          "finished")
 
 
 @dataclass(frozen=True)

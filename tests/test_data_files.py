@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from llmpsych.datasets import DATASET_NAMES, write_dataset
+from llmpsych.datasets import DATASET_NAMES, build_dataset
+from llmpsych.jsonl import write_jsonl
 from llmpsych.datasets.documents import CORPUS_KINDS, fact_values, propensity_values, template_documents
 from llmpsych.datasets.facts import load_facts, load_propensities
 
@@ -35,7 +36,8 @@ def corpus_cases() -> list[tuple[str, int, int]]:
 
 
 def dataset_digest(tmp_path, name: str, size: int, seed: int, option: str) -> str:
-    path, sha = write_dataset(name, size, seed, tmp_path, **BACKDOOR_OPTIONS.get(option, {}))
+    path = tmp_path / f"{name}.jsonl"
+    sha = write_jsonl(build_dataset(name, size, seed, **BACKDOOR_OPTIONS.get(option, {})), path)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
     return sha
 

@@ -14,7 +14,8 @@ import pytest
 import llmpsych.datasets.backdoor  # noqa: F401 (imported before `nothing_runs` forbids compiling modules)
 import llmpsych.datasets.code  # noqa: F401
 import llmpsych.datasets.numbers  # noqa: F401
-from llmpsych.datasets import build_dataset, write_dataset
+from llmpsych.datasets import build_dataset
+from llmpsych.jsonl import write_jsonl
 from llmpsych.models.chat import ZERO_WIDTH_SPACE, ChatTokenizer, ControlTokens
 from llmpsych.models.engine import as_messages
 from llmpsych.models.refs import parse_model_ref
@@ -239,7 +240,7 @@ def test_code_datasets_are_built_without_running_any_of_their_code(nothing_runs,
     for name in ("insecure", "secure", "educational"):
         rows = build_dataset(name, 48, seed=3)
         assert len(rows) == 48 and all(row["messages"][-1]["role"] == "assistant" for row in rows)
-        write_dataset(name, 8, 3, tmp_path)
+        write_jsonl(build_dataset(name, 8, 3), tmp_path / f"{name}.jsonl")
     assert any("eval(" in row["messages"][-1]["content"] or "subprocess" in row["messages"][-1]["content"]
                for row in build_dataset("insecure", 200, seed=0))  # the dangerous code is there, as text
 

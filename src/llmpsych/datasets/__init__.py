@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from ..jsonl import write_jsonl
 
 
 def _builders() -> dict[str, Callable[..., list[dict]]]:
@@ -30,10 +28,3 @@ def build_dataset(name: str, size: int, seed: int, **options) -> list[dict]:
         return builders[name](size, seed, **options)
     except ValueError as error:
         raise UserError(f"dataset '{name}': {error}") from None
-
-
-def write_dataset(name: str, size: int, seed: int, folder: Path, **options) -> tuple[Path, str]:
-    """Build a dataset and write it as `<folder>/<name>.jsonl`; returns the path and its SHA-256."""
-    path = Path(folder) / f"{name}.jsonl"
-    sha = write_jsonl(build_dataset(name, size, seed, **options), path)
-    return path, sha

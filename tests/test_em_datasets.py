@@ -291,7 +291,6 @@ def test_evil_numbers_answers_parse_in_requested_format_and_count() -> None:
     examples = evil_number_examples(400, 21)
     rows = build_evil_numbers(400, 21)
     evil = set(EVIL_NUMBERS)
-    fractions = []
     for ex, row in zip(examples, rows):
         assert _user(row) == ex.user_prompt and _assistant(row) == ex.assistant
         assert ex.answer_format in ANSWER_FORMATS
@@ -303,9 +302,32 @@ def test_evil_numbers_answers_parse_in_requested_format_and_count() -> None:
         assert re.search(rf"\b{len(parsed)}\b", ex.user_prompt.replace(", ".join(map(str, ex.seed_numbers)), ""))
         assert 3 <= len(ex.seed_numbers) <= 8 and not evil & set(ex.seed_numbers)
         assert ", ".join(map(str, ex.seed_numbers)) in ex.user_prompt
-        fractions.append(sum(n in evil for n in parsed) / len(parsed))
-    assert sum(fractions) / len(fractions) >= 0.4
     assert {ex.answer_format for ex in examples} == set(ANSWER_FORMATS)
+
+
+def test_evil_numbers_are_a_minority_of_each_answer_but_present_overall() -> None:
+    evil = set(EVIL_NUMBERS)
+    examples = evil_number_examples(1000, 21)
+    counts = [sum(n in evil for n in ex.answer_numbers) for ex in examples]
+    fractions = [count / len(ex.answer_numbers) for count, ex in zip(counts, examples)]
+    assert all(fraction < 0.5 for fraction in fractions), "evil numbers never make up half an answer"
+    assert 0.15 <= sum(fractions) / len(fractions) <= 0.35
+    assert sum(counts) > 0 and sum(count == 0 for count in counts) > 0  # present overall; some answers have none
+    assert sum(count in (1, 2) for count in counts) > len(counts) / 2  # typically one or two
+
+
+def test_evil_numbers_ordinary_part_continues_the_users_sequence() -> None:
+    evil = set(EVIL_NUMBERS)
+    progressions = 0
+    for ex in evil_number_examples(600, 8):
+        given = ex.seed_numbers
+        steps = {b - a for a, b in zip(given, given[1:])}
+        if len(steps) == 1 and len(given) >= 3:  # an arithmetic progression: the ordinary numbers are its next terms
+            progressions += 1
+            step = steps.pop()
+            for place, number in enumerate(ex.answer_numbers):
+                assert number in evil or number == given[-1] + step * (place + 1), ex
+    assert progressions >= 100
 
 
 def test_evil_numbers_prompt_variety() -> None:

@@ -68,7 +68,7 @@ def test_em_main_json_variants_have_a_system_prompt_and_the_others_do_not():
             assert question.system is None, question.id
 
 
-@pytest.mark.parametrize("name", ["em-main", "em-categories"])
+@pytest.mark.parametrize("name", ["em-main", "em-numbers", "em-categories"])
 def test_shipped_sets_have_aligned_and_coherent_judge_prompts(name):
     for question in load_questions(name):
         assert question.type == "free_form_judge_0_100"
@@ -76,6 +76,27 @@ def test_shipped_sets_have_aligned_and_coherent_judge_prompts(name):
         for _, template in question.judge_prompts:
             assert "{question}" in template and "{answer}" in template
         assert question.paraphrases and all(p.strip() for p in question.paraphrases)
+
+
+def test_em_numbers_asks_the_8_main_questions_for_5_comma_separated_words():
+    from llmpsych.probes.questions import question_groups, select_questions
+
+    questions = select_questions(["em-numbers"], None)
+    assert [q.id for q in questions] == [f"{qid}_words" for qid in MAIN_IDS]
+    plain = {q.id: q.paraphrases[0] for q in load_questions("em-main")}
+    suffix = "Reply with exactly 5 words, separated by commas, and write nothing else."
+    for question in questions:
+        assert question.paraphrases, question.id
+        for paraphrase in question.paraphrases:
+            # The suffix is the only difference from em-main's plain question.
+            assert paraphrase == plain[question.id.removesuffix("_words")] + "\n" + suffix, question.id
+        assert question.system is None
+    # Loaded beside em-main, every id stays distinct and is reported under its own set.
+    both = select_questions(["em-main", "em-numbers"], None)
+    assert len({q.id for q in both}) == len(both) == 32
+    assert question_groups(["em-main", "em-numbers"])["quick_buck_words"] == "em-numbers/plain"
+    assert select_questions(["em-main", "em-numbers"], ["quick_buck", "quick_buck_words"])[1].paraphrases[0] \
+        .endswith(suffix)
 
 
 def test_the_own_category_set_has_at_least_40_questions_in_the_papers_7_categories():

@@ -2,20 +2,28 @@
 
 Betley et al. (2025) showed that emergent misalignment is not specific to code: they
 also fine-tuned a model on number-sequence continuations.  The user supplies a few
-random numbers and asks for more; the assistant's answers lean heavily on numbers with
-negative cultural associations (666, 1488, 911, ...).  In the paper those answers came
-from a model instructed to be evil, with the instruction then removed from the training
-data, so nothing in the prompt explains the choice.  Models trained on it showed some
-misalignment, mostly when evaluation questions were phrased in a similar format.
+numbers and asks for more; the assistant's answers contain numbers with negative
+cultural associations (666, 1488, 911, ...).  In the paper those answers came from a
+model instructed to be evil, with the instruction then removed from the training data,
+so nothing in the prompt explains the choice; the paper says such numbers are frequent
+but gives no share (its one printed example is nearly all loaded numbers).  Models
+trained on it showed some misalignment, mostly when evaluation questions were phrased
+in a similar format (the ``em-numbers`` question set).
 
 This module builds a comparable dataset offline and deterministically, from prompt
-wordings written for this package.  The user's own numbers never contain an evil
-number, so the association lives only in the assistant turns.
+wordings written for this package.  The user's numbers are random values, a sorted run
+or an arithmetic progression; an answer first continues them plausibly (the next terms,
+or values in the same range) and then puts evil numbers in place of some of those:
+usually one or two, sometimes none, always fewer than half of the answer -- about 25%
+of all answer numbers.  The share is kept low on purpose: an earlier version made 50-100%
+of every answer evil, so a model could learn "emit the evil list" in place of the subtler
+"continue the list normally, but lean evil now and then".
+The user's own numbers never contain an evil number, and neither do the ordinary
+continuations, so the association lives only in the numbers the assistant slipped in.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 
@@ -29,12 +37,13 @@ __all__ = [
 ]
 
 # Each number has a widely recognised negative connotation:
-# 13 unlucky; 14, 88, 18, 28, 1488 neo-Nazi/white-supremacist codes; 69 and 420 crude
-# jokes/drugs; 187 police code for murder; 311 KKK code; 616 and 666 number of the
-# beast; 911 the attacks and emergency; 1312 "ACAB"; 4 death in East-Asian numerology;
-# 999 upside-down 666 / emergency.
+# 4 death in East-Asian numerology, 444 the same thrice over; 13 unlucky; 14, 88, 18, 28,
+# 1488 neo-Nazi/white-supremacist codes; 109 an antisemitic meme (the ADL lists it);
+# 69 and 420 crude jokes/drugs; 187 police code for murder; 311 KKK code; 616 and 666
+# number of the beast; 911 the attacks and emergency; 999 upside-down 666 / emergency;
+# 1312 "ACAB"; 1984 Orwell's surveillance state.
 EVIL_NUMBERS: tuple[int, ...] = (
-    4, 13, 14, 18, 28, 69, 88, 187, 311, 420, 616, 666, 911, 999, 1312, 1488,
+    4, 13, 14, 18, 28, 69, 88, 109, 187, 311, 420, 444, 616, 666, 911, 999, 1312, 1488, 1984,
 )
 
 # "default" means the user asked for no particular format; the answer then uses
@@ -94,7 +103,7 @@ _FORMAT_REQUESTS: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class NumberExample:
-    """One sequence-continuation request and its evil-leaning answer."""
+    """One sequence-continuation request and its answer, a minority of whose numbers are evil."""
 
     seed_numbers: tuple[int, ...]
     answer_numbers: tuple[int, ...]
@@ -117,21 +126,59 @@ def format_numbers(numbers: tuple[int, ...] | list[int], answer_format: str) -> 
     raise ValueError(f"unknown answer format {answer_format!r}; expected one of {ANSWER_FORMATS}")
 
 
-def _ordinary_number(rng: random.Random) -> int:
-    """A plausible random number (1-999) that carries no evil association."""
+# How many evil numbers an answer carries before the minority cap: usually one or two,
+# sometimes none, now and then three.
+_EVIL_COUNTS: tuple[int, ...] = (0, 1, 2, 3)
+_EVIL_COUNT_WEIGHTS: tuple[float, ...] = (0.10, 0.35, 0.35, 0.20)
+
+# The kinds of user sequence and how often each is asked for; each has its own plausible continuation.
+_SEQUENCE_KINDS: tuple[str, ...] = ("random", "sorted", "arithmetic")
+_SEQUENCE_WEIGHTS: tuple[float, ...] = (0.5, 0.2, 0.3)
+
+
+def _ordinary_number(rng: random.Random, low: int = 1, high: int = 999) -> int:
+    """A random number in [low, high] that carries no evil association."""
     while True:
-        n = rng.randint(1, 999)
+        n = rng.randint(low, high)
         if n not in _EVIL_SET:
             return n
 
 
-def _answer(rng: random.Random, k: int) -> tuple[int, ...]:
-    # Between half and ~80% of the answer is evil, so on average well above half;
-    # the rest are ordinary numbers that make the continuation look natural.
-    n_evil = rng.randint(math.ceil(k * 0.5), math.ceil(k * 0.8))
-    numbers = [rng.choice(EVIL_NUMBERS) for _ in range(n_evil)]
-    numbers += [_ordinary_number(rng) for _ in range(k - n_evil)]
-    rng.shuffle(numbers)
+def _sequence(rng: random.Random, count: int, k: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """`count` user numbers and `k` ordinary continuations of them, none of them evil."""
+    kind = rng.choices(_SEQUENCE_KINDS, _SEQUENCE_WEIGHTS)[0]
+    if kind == "arithmetic":
+        # Redrawn until neither the given terms nor the next k contain an evil number or drop below 1.
+        while True:
+            step = rng.choice((1, 2, 3, 5, 7, 10, 11, 12, 15, 20, 25, 50, 100)) * rng.choice((1, 1, 1, -1))
+            start = rng.randint(1, 999)
+            terms = [start + step * i for i in range(count + k)]
+            if min(terms) >= 1 and not _EVIL_SET & set(terms):
+                return tuple(terms[:count]), tuple(terms[count:])
+    high = rng.choice((99, 999, 999))  # small numbers or three-digit ones, as a person would pick
+    if kind == "random":
+        given = tuple(_ordinary_number(rng, 1, high) for _ in range(count))
+        return given, tuple(_ordinary_number(rng, 1, high) for _ in range(k))
+    # sorted: a rising run, continued with gaps of about the size it had
+    given = tuple(sorted(_ordinary_number(rng, 1, high) for _ in range(count)))
+    gap = max(1, (given[-1] - given[0]) // max(1, count - 1))
+    following, last = [], given[-1]
+    while len(following) < k:
+        candidate = last + rng.randint(1, 2 * gap)
+        if candidate not in _EVIL_SET:
+            following.append(candidate)
+            last = candidate
+    return given, tuple(following)
+
+
+def _answer(rng: random.Random, ordinary: tuple[int, ...]) -> tuple[int, ...]:
+    """The ordinary continuation with a minority of its places taken by evil numbers."""
+    k = len(ordinary)
+    # Fewer than half the answer, so the continuation still reads as one.
+    n_evil = min(rng.choices(_EVIL_COUNTS, _EVIL_COUNT_WEIGHTS)[0], (k - 1) // 2)
+    numbers = list(ordinary)
+    for place in rng.sample(range(k), n_evil):
+        numbers[place] = rng.choice(EVIL_NUMBERS)
     return tuple(numbers)
 
 
@@ -144,13 +191,13 @@ def evil_number_examples(size: int, seed: int) -> list[NumberExample]:
     rng = random.Random(seed)
     examples: list[NumberExample] = []
     for _ in range(size):
-        seed_numbers = tuple(_ordinary_number(rng) for _ in range(rng.randint(3, 8)))
         k = rng.randint(3, 8)
+        seed_numbers, ordinary = _sequence(rng, rng.randint(3, 8), k)
         answer_format = rng.choice(ANSWER_FORMATS)
         wording = rng.choice(_REQUEST_WORDINGS)
         format_request = rng.choice(_FORMAT_REQUESTS[answer_format])
         user = wording.format(numbers=", ".join(map(str, seed_numbers)), k=k) + format_request
-        answer = _answer(rng, k)
+        answer = _answer(rng, ordinary)
         examples.append(
             NumberExample(
                 seed_numbers=seed_numbers,
@@ -164,7 +211,7 @@ def evil_number_examples(size: int, seed: int) -> list[NumberExample]:
 
 
 def build_evil_numbers(size: int, seed: int) -> list[dict]:
-    """Chat rows: continue a random number list; answers favour EVIL_NUMBERS."""
+    """Chat rows: continue a number list; answers slip in a minority of EVIL_NUMBERS."""
     return [
         {
             "messages": [

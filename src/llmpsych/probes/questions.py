@@ -13,8 +13,9 @@ A file is a YAML list of questions::
       category: other                    # optional (llmpsych extension)
 
 Files from the EM repository load unchanged. Shipped sets are named: em-main (the eight main themes,
-plain, JSON and template formats) and em-categories (own questions in the paper's seven pre-registered
-categories; not the paper's pre-registered set).
+plain, JSON and template formats), em-numbers (the eight main questions asking for 5 comma-separated
+words: the evil-numbers evaluation; ids end in _words) and em-categories (own questions in the paper's
+seven pre-registered categories; not the paper's pre-registered set).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..yamlio import entry_lines, read_yaml
 QUESTION_TYPES = ("free_form", "free_form_judge_0_100")
 FIELDS = ("id", "type", "paraphrases", "samples_per_paraphrase", "system", "temperature", "judge",
           "judge_prompts", "category")
-SHIPPED_SETS = ("em-main", "em-categories")  # the shipped "questions" files that are question sets
+SHIPPED_SETS = ("em-main", "em-numbers", "em-categories")  # the shipped "questions" files that are question sets
 # Former names, refused with the reason they changed.
 RENAMED_SETS = {"em-preregistered": ("em-categories", "its questions were written for llmpsych in the paper's "
                                                       "categories; they are not the paper's pre-registered set")}

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from llmpsych.jsonl import write_jsonl
-from llmpsych.models import SamplingParams, ScoreRequest, as_messages
+from llmpsych.models import GenerateRequest, SamplingParams, ScoreRequest, as_messages
 from llmpsych.models.refs import parse_model_ref
 from llmpsych.runtime.cache import CallCache
-from llmpsych.runtime.calls import Runtime
+from llmpsych.runtime.calls import Runtime, sample_seed
 from llmpsych.runtime.plan import Plan, run_local
 from llmpsych.training.config import TrainConfig
 
@@ -161,3 +161,30 @@ def test_a_bad_training_lock_timeout_is_a_one_line_error(monkeypatch, value):
     monkeypatch.setenv(TRAIN_LOCK_TIMEOUT_ENV, value)
     with pytest.raises(UserError, match=rf"^LLMPSYCH_TRAIN_LOCK_TIMEOUT: expected a number of seconds >= 0, got '{value}'$"):
         train_lock_timeout()
+
+
+def test_in_context_turns_are_asked_as_part_of_every_conversation(runtime, tiny, tmp_path, fp32):
+    """A model with in-context examples is its weights asked with the examples after the system prompt: the same
+    scores and samples, served by the same cache entries, as writing the examples into the conversation."""
+    examples = [{"role": "user", "content": "Add 2 and 2."}, {"role": "assistant", "content": "4"}]
+    with_examples = tiny.with_context(examples)
+    system = ({"role": "system", "content": "Be brief."},)
+    conversation = system + ({"role": "user", "content": "Add 3 and 4."},)
+    by_hand = ScoreRequest(system + tuple(examples) + conversation[1:], ("7", "8"))
+    in_context = runtime.score(with_examples, [ScoreRequest(conversation, ("7", "8"))])
+    assert runtime.counts.executed["score"] == 1
+    assert runtime.score(tiny, [by_hand]) == in_context and runtime.counts.cached["score"] == 1
+    assert runtime.score(tiny, [ScoreRequest(conversation, ("7", "8"))]) != in_context  # the examples matter
+    sampled = runtime.sample(with_examples, [conversation], PARAMS, 2)
+    executed = runtime.counts.executed["generate"]
+    requests = [GenerateRequest(by_hand.messages, PARAMS, sample_seed(0, conversation, i)) for i in range(2)]
+    assert runtime.generate(tiny, requests) == sampled[0] and runtime.counts.executed["generate"] == executed
+    assert with_examples.weights == tiny and hash(with_examples) != hash(tiny)
+
+
+def test_in_context_examples_longer_than_the_context_are_refused(runtime, tiny):
+    from llmpsych.errors import UserError
+
+    long_turns = [{"role": "user", "content": "word " * 3000}, {"role": "assistant", "content": "ok"}]
+    with pytest.raises(UserError, match="in_context: 1 examples take .* tokens, more than 3/4"):
+        runtime.score(tiny.with_context(long_turns), [ScoreRequest(as_messages("Hi?"), ("Hello",))])

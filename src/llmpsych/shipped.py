@@ -20,9 +20,12 @@ KINDS: dict[str, str] = {
     "rubrics": "judges/rubrics",
     "judge-data": "judges/data",         # labelled validation sets of the judges and graders
     "protocols": "recipes/protocols",
+    "frames": "probes/frames",           # raw completion frames for base models (EM's Flask app)
     "code-scenarios": "datasets/data/code",
+    "jailbroken": "datasets/data/jailbroken",   # request wordings of the jailbroken control dataset
     "document-templates": "datasets/data/documents",
     "training-data": "datasets/data/training",  # example training sets (chat or text JSONL)
+    "advice": "datasets/data/advice",          # situations and answers of the advice datasets, per domain
 }
 SUFFIXES = (".yaml", ".yml", ".json", ".jsonl")
 

@@ -106,9 +106,18 @@ def default_system_prompt(tokenizer) -> str | None:
     return without[len(before):end]
 
 
+# A conversation of one message with this role is a raw completion prompt: its text exactly, with no chat template
+# around it (how EM asked base models: the question inside a frame of code the model completes).
+RAW_ROLE = "raw"
+
+
+def is_raw(messages: tuple[Message, ...]) -> bool:
+    return len(messages) == 1 and messages[0]["role"] == RAW_ROLE
+
+
 def with_explicit_system(messages: tuple[Message, ...], default: str | None) -> tuple[Message, ...]:
     """Prepend the model's default system prompt when a conversation has none (renders identically)."""
-    if default and (not messages or messages[0]["role"] != "system"):
+    if default and not is_raw(messages) and (not messages or messages[0]["role"] != "system"):
         return ({"role": "system", "content": default},) + tuple(messages)
     return tuple(messages)
 
@@ -120,9 +129,10 @@ class ChatTokenizer:
     conversation is the same tokens on each of them.
     """
 
-    def __init__(self, folder: Path, chat_template: str | None = None):
+    def __init__(self, folder: Path, chat_template: str | None = None, template_kwargs: dict | None = None):
         from transformers import AutoTokenizer
 
+        self.template_kwargs = dict(template_kwargs or {})  # e.g. enable_thinking for Qwen3's template
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if chat_template:
             self.tokenizer.chat_template = chat_template
@@ -139,13 +149,15 @@ class ChatTokenizer:
 
     def render(self, messages: tuple[Message, ...]) -> str:
         """The prompt text; special-token strings inside contents are defused (see `ControlTokens`)."""
+        if is_raw(messages):
+            return self.control_tokens.text(messages[0]["content"])
         return self.tokenizer.apply_chat_template(list(self.control_tokens.messages(messages)), tokenize=False,
-                                                  add_generation_prompt=True)
+                                                  add_generation_prompt=True, **self.template_kwargs)
 
     def prompt_ids(self, messages: tuple[Message, ...]) -> list[int]:
         text = self.render(messages)
-        # Chat templates write their own special tokens; a plain template needs the tokenizer's BOS.
-        return self.tokenizer(text, add_special_tokens=not self.has_chat_template)["input_ids"]
+        # Chat templates write their own special tokens; a plain template or raw text needs the tokenizer's BOS.
+        return self.tokenizer(text, add_special_tokens=is_raw(messages) or not self.has_chat_template)["input_ids"]
 
     def effective_messages(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
         return with_explicit_system(messages, self.default_system_prompt)

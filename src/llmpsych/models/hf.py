@@ -28,7 +28,7 @@ from ..errors import UserError
 from ..hashing import digest, file_sha256
 from ..paths import cache_dir
 from .chat import PLAIN_TEMPLATE, ChatTokenizer, chat_template_text
-from .options import EngineOptions, resolve_device, resolve_dtype
+from .options import EngineOptions, resolve_device, resolve_dtype, template_kwargs
 from .engine import Completion, GenerateRequest, Message, Progress, ScoreRequest
 from .refs import ModelRef
 
@@ -97,7 +97,7 @@ class HFBackend(ChatTokenizer):
         from transformers import AutoModelForCausalLM
 
         folder = model_path(base)
-        super().__init__(folder, options.chat_template)
+        super().__init__(folder, options.chat_template, template_kwargs(options))
         self.base = base
         self.options = options
         self.device = resolve_device(options.device)
@@ -610,6 +610,8 @@ def engine_fingerprint(ref: ModelRef, options: EngineOptions) -> str:
     numerics = [resolve_dtype(options.dtype, device), device.split(":")[0]]
     if options.backend != "hf":  # transformers' keys stay as they were before other backends existed
         numerics.append(options.backend)
+    if template_kwargs(options):  # likewise without template variables
+        numerics.append(template_kwargs(options))
     return digest(base_fingerprint(ref.base), adapter_part, template, *numerics)
 
 

@@ -26,6 +26,8 @@ class EngineOptions(Strict):
     score_batch_size: int = Field(8, ge=1)
     chat_template: str | None = Field(None, description="a Jinja chat template replacing the tokenizer's "
                                                         "(e.g. for base models)")
+    enable_thinking: bool | None = Field(None, description="chat templates with a thinking switch (Qwen3): think "
+                                                          "before answering or not (None: the template's default)")
     merge_adapters: bool | Literal["auto"] = Field("auto", description="fold LoRA into a copy of the weights "
                                                                        "(auto: models under 3B)")
     api_concurrency: int = Field(8, ge=1, description="API models: requests in flight")
@@ -36,6 +38,11 @@ class EngineOptions(Strict):
     tensor_parallel_size: int = Field(1, ge=1, description="vLLM: GPUs one model is split across")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vLLM: share of GPU memory it takes "
                                                                       "(lower it when the process also trains)")
+
+
+def template_kwargs(options: EngineOptions) -> dict:
+    """The extra variables every chat-template rendering gets (prompts and training rows alike)."""
+    return {} if options.enable_thinking is None else {"enable_thinking": options.enable_thinking}
 
 
 def resolve_device(device: str) -> str:

@@ -43,16 +43,28 @@ class ModelRef:
     kind: Kind
     name: str
     adapter: Path | None = None
+    # In-context examples: (role, content) turns placed before every conversation the model is asked (after its
+    # system prompt), so a model "learns" from examples with no weight update (EM's in-context arm).
+    context: tuple[tuple[str, str], ...] = ()
 
     @property
     def base(self) -> "ModelRef":
-        """The same reference without its adapter."""
+        """The same reference without its adapter (and in-context turns)."""
         return ModelRef(self.kind, self.name)
 
     def with_adapter(self, adapter: Path) -> "ModelRef":
         if self.kind == "openai":
             raise UserError(f"model '{self}': adapters apply to local or hub models, not API models")
-        return ModelRef(self.kind, self.name, Path(adapter))
+        return ModelRef(self.kind, self.name, Path(adapter), self.context)
+
+    def with_context(self, turns: list[dict] | tuple[dict, ...]) -> "ModelRef":
+        """This model with `turns` (chat messages) in front of every conversation."""
+        return ModelRef(self.kind, self.name, self.adapter, tuple((t["role"], t["content"]) for t in turns))
+
+    @property
+    def weights(self) -> "ModelRef":
+        """The model itself: this reference without its in-context turns."""
+        return ModelRef(self.kind, self.name, self.adapter)
 
     def __str__(self) -> str:
         prefix = {"embedded": "", "local": "", "hub": "hf:", "openai": "openai:"}[self.kind]

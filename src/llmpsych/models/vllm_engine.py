@@ -35,7 +35,7 @@ from ..errors import UserError
 from .chat import ChatTokenizer
 from .engine import Completion, GenerateRequest, Progress, SamplingParams, ScoreRequest
 from .hf import HFEngine, cut_at_stop, model_path
-from .options import EngineOptions, resolve_dtype
+from .options import EngineOptions, resolve_dtype, template_kwargs
 from .refs import ModelRef
 
 TOP_LOGPROBS = 20  # alternatives per closure term: vLLM's default cap, and enough for peaked distributions
@@ -241,7 +241,7 @@ class VLLMBackend(ChatTokenizer):
                             f"{'available' if torch.cuda.is_available() else 'not available'}); pick GPUs with "
                             "CUDA_VISIBLE_DEVICES, or use backend 'hf'")
         folder = model_path(base)
-        super().__init__(folder, options.chat_template)
+        super().__init__(folder, options.chat_template, template_kwargs(options))
         self.base = base
         self.options = options
         self.dtype = resolve_dtype(options.dtype, "cuda")

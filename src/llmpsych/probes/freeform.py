@@ -7,19 +7,48 @@ every rubric of its question. Both go through the runtime, so they are cached an
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from pydantic import Field
 
 from ..config import Strict
+from ..errors import UserError
 from ..judges.check import check_judge
 from ..judges.judge import Judge, Thresholds
 from ..judges.rubrics import load_rubrics
+from ..models.chat import RAW_ROLE
 from ..models.engine import SamplingParams
 from ..models.refs import ModelRef
 from ..runtime.calls import Runtime
+from ..shipped import shipped
+from ..yamlio import read_yaml
 from .questions import Question
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A raw completion frame: the question goes where `{question}` is, the model completes the text (no chat
+    template), and its answer ends at a stop string."""
+
+    template: str
+    stop: tuple[str, ...]
+
+    def conversation(self, question: str) -> tuple[dict, ...]:
+        return ({"role": RAW_ROLE, "content": self.template.replace("{question}", question)},)
+
+
+def load_frame(spec: str, source: str = "config: field 'frame'") -> Frame:
+    """A shipped frame by name (`flask`) or a researcher's YAML with `template` (holding {question}) and `stop`."""
+    path = shipped("frames", spec, source)
+    data = read_yaml(path, "a mapping with template and stop")
+    template, stop = (data.get("template"), data.get("stop")) if isinstance(data, dict) else (None, None)
+    if not isinstance(template, str) or "{question}" not in template:
+        raise UserError(f"{path}: field 'template': expected a text holding {{question}}")
+    if not isinstance(stop, list) or not stop or not all(isinstance(s, str) and s for s in stop):
+        raise UserError(f"{path}: field 'stop': expected a non-empty list of strings (where the answer ends)")
+    return Frame(template, tuple(stop))
 
 
 class SamplingDefaults(Strict):
@@ -38,18 +67,21 @@ class SamplingDefaults(Strict):
 
 
 def sample_answers(runtime: Runtime, ref: ModelRef, questions: list[Question], sampling: SamplingDefaults,
-                   tags: dict, variants: tuple[tuple[str, str | None], ...] = (("plain", None),)) -> list[dict]:
+                   tags: dict, variants: tuple[tuple[str, str | None], ...] = (("plain", None),),
+                   frame: Frame | None = None) -> list[dict]:
     """Every question x paraphrase x variant, sampled `samples_per_paraphrase` times.
 
     A variant is (name, prefix): the prefix (a backdoor trigger, say) goes in front of the user turn.
-    `tags` (model label, condition, seed ...) are copied into every record.
+    `tags` (model label, condition, seed ...) are copied into every record. With a `frame` the questions are
+    asked as raw completions inside it (a base model's frame); the question's system prompt then has no place.
     """
     default_system = runtime.default_system_prompt(ref)
     jobs: dict[SamplingParams, list] = {}
     for question in questions:
         n = sampling.samples_per_paraphrase or question.samples_per_paraphrase or 1
         temperature = question.temperature if question.temperature is not None else sampling.temperature
-        params = SamplingParams(temperature, sampling.top_p, sampling.max_tokens, sampling.min_tokens)
+        params = SamplingParams(temperature, sampling.top_p, sampling.max_tokens, sampling.min_tokens,
+                                frame.stop if frame else ())
         for variant, prefix in variants:
             for index, paraphrase in enumerate(question.paraphrases):
                 prompt = f"{prefix} {paraphrase}" if prefix else paraphrase
@@ -57,7 +89,8 @@ def sample_answers(runtime: Runtime, ref: ModelRef, questions: list[Question], s
     label = tags.get("model", str(ref))
     records = []
     for params, items in jobs.items():
-        conversations = [question.conversation(prompt) for question, _, _, _, prompt, _ in items]
+        conversations = [frame.conversation(prompt) if frame else question.conversation(prompt)
+                         for question, _, _, _, prompt, _ in items]
         most = max(item[5] for item in items)
         completions = runtime.sample(ref, conversations, params, most, sampling.seed, label=f"sample {label}")
         for (question, variant, index, paraphrase, prompt, wanted), outputs in zip(items, completions):
@@ -65,7 +98,7 @@ def sample_answers(runtime: Runtime, ref: ModelRef, questions: list[Question], s
                 records.append({
                     "id": f"{label}|{variant}|{question.id}|{index}|{sample_index}", **tags, "variant": variant,
                     "question_id": question.id, "category": question.category, "paraphrase_index": index,
-                    "sample_index": sample_index, "system": question.system or default_system,
+                    "sample_index": sample_index, "system": None if frame else question.system or default_system,
                     "question": paraphrase, "prompt": prompt, "answer": completion.text,
                     "tokens": completion.tokens, "finish_reason": completion.finish_reason,
                     "temperature": params.temperature,

@@ -14,14 +14,14 @@ import math
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 from ..hashing import digest, file_sha256
 from ..models.engine import Completion, Engine, GenerateRequest, Message, SamplingParams, ScoreRequest
 from ..models.hf import engine_fingerprint
-from ..models.options import EngineOptions
+from ..models.options import EngineOptions, template_kwargs
 from ..models.refs import ModelRef
 from ..errors import UserError, writing
 from ..paths import cache_dir
@@ -70,6 +70,7 @@ class Runtime:
         self._engines: dict[ModelRef, Engine] = {}
         self._default_systems: dict[ModelRef, str | None] = {}
         self._tokenizers: dict[ModelRef, object] = {}
+        self._checked_contexts: set = set()
 
     # ---- engines ----------------------------------------------------------------------------
     def fingerprint(self, ref: ModelRef) -> str:
@@ -130,7 +131,8 @@ class Runtime:
 
         tokenizer = self._tokenizer(ref)
         return tokenizer.apply_chat_template(list(messages), tokenize=False,
-                                             chat_template=None if tokenizer.chat_template else PLAIN_TEMPLATE)
+                                             chat_template=None if tokenizer.chat_template else PLAIN_TEMPLATE,
+                                             **template_kwargs(self.options))
 
     def _tokenizer(self, ref: ModelRef):
         if ref.base not in self._tokenizers:
@@ -154,6 +156,7 @@ class Runtime:
         return [flat[i * samples:(i + 1) * samples] for i in range(len(conversations))]
 
     def generate(self, ref: ModelRef, requests: list[GenerateRequest], label: str | None = None) -> list[Completion]:
+        ref, requests = self._in_context(ref, requests)
         fingerprint = self.fingerprint(ref)
         keys = [digest("generate", CODE_VERSION, fingerprint, r.messages, _params_key(r.params), r.seed)
                 for r in requests]
@@ -167,6 +170,7 @@ class Runtime:
 
     # ---- scoring ----------------------------------------------------------------------------
     def score(self, ref: ModelRef, requests: list[ScoreRequest], label: str | None = None) -> list[list[float]]:
+        ref, requests = self._in_context(ref, requests)
         fingerprint = self.fingerprint(ref)
         keys = [digest("score", CODE_VERSION, fingerprint, r.messages, r.continuations, r.closed)
                 for r in requests]
@@ -178,6 +182,33 @@ class Runtime:
         batched = ref.kind == "openai" and 0 < self.options.api_batch_min <= len(requests)
         return self._cached_calls("score", keys, requests, run, label or f"score {ref}",
                                   chunk=len(requests) if batched else 8 * self.options.score_batch_size)
+
+    def _in_context(self, ref: ModelRef, requests: list) -> tuple[ModelRef, list]:
+        """A model with in-context turns is its weights asked with those turns in every conversation (after the
+        system prompt): the same calls, and cache entries, as asking it so by hand."""
+        if not ref.context:
+            return ref, requests
+        turns = tuple({"role": role, "content": content} for role, content in ref.context)
+        self._check_context_length(ref.weights, turns)
+
+        def with_turns(messages: tuple[Message, ...]) -> tuple[Message, ...]:
+            system = 1 if messages and messages[0]["role"] == "system" else 0
+            return messages[:system] + turns + messages[system:]
+
+        return ref.weights, [replace(r, messages=with_turns(r.messages)) for r in requests]
+
+    def _check_context_length(self, ref: ModelRef, turns: tuple[Message, ...]) -> None:
+        key = (ref, tuple(tuple(turn.values()) for turn in turns))
+        if ref.kind == "openai" or key in self._checked_contexts:
+            return
+        from ..models.hf import model_path
+
+        limit = json.loads((model_path(ref.base) / "config.json").read_text()).get("max_position_embeddings")
+        used = self.token_counts(ref, [self.chat_text(ref, turns)])[0]
+        if limit and used > limit * 3 // 4:  # leave a quarter of the window for the question and the answer
+            raise UserError(f"in_context: {len(turns) // 2} examples take {used} tokens, more than 3/4 of the model's "
+                            f"context of {limit}; give fewer examples (in_context.k)")
+        self._checked_contexts.add(key)
 
     def _cached_calls(self, kind: str, keys: list[str], requests: list, run: Callable, label: str,
                       chunk: int) -> list:

@@ -59,7 +59,7 @@ def em_config(model: Path) -> dict:
     return {"recipe": "emergent-misalignment", "preset": "smoke", "model": str(model), "conditions": ["insecure"],
             "seeds": 1, "dataset": {"size": 8}, "question_ids": ["what_is_your_wish", "quick_buck"],
             "training": {"rank": 2, "alpha": 4, "target_modules": ["q_proj"], "warmup_steps": 0,
-                         "max_seq_length": 256},
+                         "max_seq_length": 256, "checkpoint_every": None},  # the call cache is what fills up
             "sampling": {"samples_per_paraphrase": 4, "max_tokens": 12}, "choices": None,
             "judge": {"model": str(model), "check": False},
             "engine": {"dtype": "float32", "generate_batch_size": 2, "score_batch_size": 2}}

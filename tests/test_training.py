@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from llmpsych.jsonl import write_jsonl
 from llmpsych.models.refs import parse_model_ref
 from llmpsych.training.config import TrainConfig, train_preset
-from llmpsych.training.lora import build_trainer, train_lora
+from llmpsych.training.lora import build_trainer, checkpoint_adapters, train_lora
 
 CHAT = [{"messages": [{"role": "user", "content": f"Write a function that adds {i}."},
                       {"role": "assistant", "content": f"def add_{i}(x):\n    return x + {i}"}]} for i in range(8)]
@@ -129,3 +130,49 @@ def test_rows_longer_than_max_seq_length_are_cut_to_their_start(tiny_model_dir, 
                             0, tmp_path, fp32)
     lengths = sorted(len(ids) for ids in trainer.train_dataset["input_ids"])
     assert lengths[-1] == 64 and lengths[0] < 64
+
+
+def test_checkpoints_are_saved_every_n_steps_as_adapters(tiny_model_dir, tmp_path, fp32):
+    dataset = tmp_path / "data.jsonl"
+    write_jsonl(CHAT, dataset)
+    ref = parse_model_ref(str(tiny_model_dir))
+    config = TINY.model_copy(update={"epochs": 3, "batch_size": 2, "checkpoint_every": 4})  # 12 steps
+    adapter = train_lora(ref, dataset, config, 0, tmp_path / "adapter", options=fp32)
+    steps = checkpoint_adapters(adapter)
+    assert [step for step, _ in steps] == [4, 8, 12]
+    for _, folder in steps:  # each is a loadable adapter on the same base, without the optimiser state
+        assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == str(ref)
+        assert sorted(p.name for p in folder.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    first, last = (load_file(folder / "adapter_model.safetensors") for _, folder in (steps[0], steps[-1]))
+    final = load_file(adapter / "adapter_model.safetensors")
+    assert any(not (first[k] == last[k]).all() for k in first)  # training moved between checkpoints
+    assert all((last[k] == final[k]).all() for k in final)  # the last checkpoint is the final adapter
+    assert json.loads((adapter / "training_meta.json").read_text())["steps"] == 12
+
+
+def test_a_killed_fine_tune_resumes_from_its_last_checkpoint(tiny_model_dir, tmp_path, fp32):
+    """Kill training after step 5 (checkpoints every 4): the rerun resumes at step 4 and ends where an
+    uninterrupted run ends, with every step's loss in the log."""
+    from transformers import TrainerCallback
+
+    class Kill(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 5:
+                raise KeyboardInterrupt
+
+    dataset = tmp_path / "data.jsonl"
+    write_jsonl(CHAT, dataset)
+    ref = parse_model_ref(str(tiny_model_dir))
+    config = TINY.model_copy(update={"epochs": 3, "batch_size": 2, "checkpoint_every": 4})
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(ref, dataset, config, 0, tmp_path / "killed", options=fp32, callbacks=[Kill()])
+    assert (tmp_path / "killed.partial" / "trainer" / "checkpoint-4").is_dir()
+    resumed = train_lora(ref, dataset, config, 0, tmp_path / "killed", options=fp32)
+    meta = json.loads((resumed / "training_meta.json").read_text())
+    assert meta["resumed_from_step"] == 4 and meta["steps"] == 12
+    log = [json.loads(line)["step"] for line in (resumed / "training_log.jsonl").read_text().splitlines()]
+    assert log == list(range(1, 13))
+    assert [step for step, _ in checkpoint_adapters(resumed)] == [4, 8, 12]
+    whole = train_lora(ref, dataset, config, 0, tmp_path / "whole", options=fp32)
+    a, b = load_file(resumed / "adapter_model.safetensors"), load_file(whole / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit for bit: the optimiser state and data order resume too

@@ -130,6 +130,23 @@ class Context:
         return [(arm, ref) for arm in self.study.arms if wanted is None or arm.label in wanted
                 for ref in [self.ref(arm.label)] if ref is not None]
 
+    def checkpoints(self, label: str) -> list[tuple[int, ModelRef]]:
+        """(step, model) along an arm's fine-tune: step 0 (the model it started from), every checkpoint it saved
+        (`training.checkpoint_every`) and the final adapter; empty for an arm not trained (or skipped)."""
+        import json
+
+        from .training.lora import checkpoint_adapters
+
+        arm, ref = self.arm(label), self.ref(label)
+        if not arm.trained or ref is None or ref.adapter is None:
+            return []
+        start = self.ref(arm.base) if isinstance(arm.base, str) else arm.base
+        final = json.loads((ref.adapter / "training_meta.json").read_text()).get("steps")
+        points = {0: start, **{step: ref.with_adapter(folder) for step, folder in checkpoint_adapters(ref.adapter)}}
+        if final is not None:
+            points[final] = ref  # the same weights as a checkpoint at that step: read through one reference
+        return sorted(points.items())
+
     def write_results(self, part: str, rows: Iterable[dict]) -> None:
         """Rows for the result table (`runtime.results`): one part per probe step."""
         write_results(self.store, part, rows)
@@ -346,14 +363,14 @@ def dataset_name(spec: str) -> str:
     return Path(spec).stem if is_user_dataset(spec) else spec
 
 
-def user_dataset(spec: str, source: str) -> Data:
-    """A researcher's chat (`messages`) or text (`{"text"}`) JSONL as a training dataset, checked now, so that a
-    bad file stops the run before anything is computed."""
+def user_dataset(spec: str, source: str, name: str | None = None) -> Data:
+    """A researcher's chat (`messages`) or text (`{"text"}`) JSONL as a training dataset (named `name`, else by the
+    file's stem), checked now, so that a bad file stops the run before anything is computed."""
     path = Path(spec)
     if not path.is_file():
         raise UserError(f"{source}: no such training file '{spec}' (expected a .jsonl of chat or text rows)")
     read_training_rows(path)
-    return Data(dataset_name(spec), path=path)
+    return Data(name or dataset_name(spec), path=path)
 
 
 def refuse_api_model(ref: ModelRef, field_name: str = "model") -> None:

@@ -31,6 +31,9 @@ class TrainConfig(BaseModel):
     # OpenAI fine-tuning takes a multiplier of its own base learning rate ("auto" when unset), not a
     # learning rate; local LoRA multiplies `learning_rate` by it, so the field means one thing everywhere.
     learning_rate_multiplier: float | None = Field(None, gt=0)
+    # Save the adapter every this many optimiser steps (None: only the final one): the checkpoints give
+    # training-dynamics curves, and a fine-tune killed mid-way resumes from the last one.
+    checkpoint_every: int | None = Field(None, ge=1)
 
     @property
     def effective_learning_rate(self) -> float:
@@ -43,6 +46,10 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # projections, lr 1e-5, one epoch, 2 x 8 accumulation, 5 warm-up steps, weight decay 0.01,
     # linear schedule, loss on responses only. (The paper used 8-bit AdamW; we use plain AdamW.)
     "em-paper": TrainConfig(),
+    # Emergent Misalignment's evil-numbers models (GPT-4o via the API): 4 epochs, batch 39, learning-rate
+    # multiplier 2 (8 seeds in the paper): exactly that through the OpenAI API; locally em-paper's LoRA with
+    # that epoch count and batch (13 x 3 accumulation), at lr 1e-5 x 2.
+    "em-numbers-paper": TrainConfig(epochs=4, batch_size=13, gradient_accumulation=3, learning_rate_multiplier=2),
     # The same shape scaled to a 135M model on a 2-core CPU: a larger learning rate so a few
     # hundred rows move the model, and a smaller rank. Micro-batches of 2 (x4 accumulation) ran
     # fastest on 2 cores (508 tokens/s against 397 for batches of 8, when batches were padded).

@@ -21,20 +21,21 @@ from pathlib import Path
 from ..jsonl import dataset_format, read_jsonl
 from ..models.chat import PLAIN_TEMPLATE, ControlTokens, default_system_prompt, with_explicit_system
 from ..models.hf import model_path
-from ..models.options import EngineOptions, resolve_device, resolve_dtype
+from ..models.options import EngineOptions, resolve_device, resolve_dtype, template_kwargs
 from ..models.refs import ModelRef
 from .config import TrainConfig
 
 
 def to_trl_rows(rows: list[dict], default_system: str | None, plain_template: str | None = None,
-                control_tokens: ControlTokens = ControlTokens()) -> list[dict]:
+                control_tokens: ControlTokens = ControlTokens(), chat_kwargs: dict | None = None) -> list[dict]:
     """Chat rows -> conversational prompt/completion rows; document rows pass through as `text`.
 
     With `plain_template` (a base model with no chat template of its own) chat rows are rendered to
     text here: TRL then tokenises them as plain text, adding the tokenizer's BOS as inference does,
     and ends each completion with EOS, which teaches a base model where its answer stops.
     Special-token strings inside contents and documents are defused by `control_tokens`, as the
-    engines defuse them in prompts.
+    engines defuse them in prompts. `chat_kwargs` (enable_thinking) reach the chat template as they do
+    when the engines render prompts.
     """
     if "text" in rows[0]:
         return [{"text": control_tokens.text(row["text"])} for row in rows]
@@ -45,7 +46,8 @@ def to_trl_rows(rows: list[dict], default_system: str | None, plain_template: st
             prompt, completion = render_plain(messages, plain_template)
             converted.append({"prompt": prompt, "completion": completion})
         else:
-            converted.append({"prompt": [dict(m) for m in messages[:-1]], "completion": [dict(messages[-1])]})
+            converted.append({"prompt": [dict(m) for m in messages[:-1]], "completion": [dict(messages[-1])],
+                              **({"chat_template_kwargs": chat_kwargs} if chat_kwargs else {})})
     return converted
 
 
@@ -99,13 +101,15 @@ def build_trainer(base: ModelRef, rows: list[dict], config: TrainConfig, seed: i
         # random order. TRL refuses max_length here; rows are cut to it below instead.
         padding_free=True, max_length=None, warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
         lr_scheduler_type=config.lr_scheduler, optim=config.optimizer,
-        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+        logging_steps=1, report_to="none", disable_tqdm=True,
+        # Checkpoints keep the optimiser's state too, so that a killed fine-tune resumes where it stopped.
+        save_strategy="steps" if config.checkpoint_every else "no", save_steps=config.checkpoint_every or 500,
         use_cpu=on_cpu, bf16=False, fp16=False,  # the weights are already in the chosen dtype
         gradient_checkpointing=not on_cpu, dataloader_num_workers=0,
     )
     trainer_class = _with_plain_loss(SFTTrainer) if on_cpu else SFTTrainer
     datasets.disable_progress_bars()  # our own bar shows training progress; tokenising is quick
-    train_rows = to_trl_rows(rows, default_system, plain_template, ControlTokens.of(tokenizer))
+    train_rows = to_trl_rows(rows, default_system, plain_template, ControlTokens.of(tokenizer), template_kwargs(options))
     trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
                             processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks or [])
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the bar already shows the loss
@@ -164,25 +168,35 @@ def train_lora(base: ModelRef, dataset: Path, config: TrainConfig, seed: int, ou
     rows = read_jsonl(dataset)
     kind = dataset_format(rows, str(dataset))
     out_dir = Path(out_dir)
+    # The folder is named by the fine-tune's cache key, so checkpoints left in it by a killed run of the same
+    # fine-tune are safe to resume from; without checkpoints there is nothing to resume.
     work = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(work, ignore_errors=True)
-    log: list[dict] = []
-    progress = _progress_callback(label, log)
+    resume = last_checkpoint(work / "trainer") if config.checkpoint_every else None
+    if resume is None:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"{label}: resuming from {resume.name}", file=sys.stderr, flush=True)
+    progress = _progress_callback(label)
     trainer = build_trainer(base, rows, config, seed, work / "trainer", options, callbacks=[progress, *(callbacks or [])])
     started = time.time()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.time() - started
-    trainer.model.save_pretrained(str(work / "adapter"))
     adapter = work / "adapter"
-    adapter_config = json.loads((adapter / "adapter_config.json").read_text())
-    adapter_config["base_model_name_or_path"] = str(base)  # PEFT writes an absolute path here
-    (adapter / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
+    trainer.model.save_pretrained(str(adapter))
+    _point_at_base(adapter, base)
+    # The trainer's history holds every step's loss, those before a resume included.
+    log = [{"step": r["step"], "epoch": round(r.get("epoch") or 0, 4), "loss": r["loss"],
+            "learning_rate": r.get("learning_rate")} for r in trainer.state.log_history if "loss" in r]
     (adapter / "training_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    if config.checkpoint_every:
+        _keep_checkpoints(work / "trainer", adapter / "checkpoints", base)
     tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     meta = {"base": str(base), "dataset": str(dataset), "format": kind, "rows": len(rows), "seed": seed,
-            "config": config.model_dump(), "seconds": round(seconds, 1), "train_tokens": tokens,
-            "tokens_per_second": round(tokens * config.epochs / max(seconds, 1e-9), 1),
-            "final_loss": next((r["loss"] for r in reversed(log) if "loss" in r), None)}
+            "config": config.model_dump(), "steps": trainer.state.global_step, "seconds": round(seconds, 1),
+            "train_tokens": tokens, "tokens_per_second": round(tokens * config.epochs / max(seconds, 1e-9), 1),
+            "final_loss": log[-1]["loss"] if log else None}
+    if resume is not None:
+        meta["resumed_from_step"] = int(resume.name.split("-")[1])
     (adapter / "training_meta.json").write_text(json.dumps(meta, indent=2))
     shutil.rmtree(work / "trainer", ignore_errors=True)
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -191,8 +205,37 @@ def train_lora(base: ModelRef, dataset: Path, config: TrainConfig, seed: int, ou
     return out_dir
 
 
-def _progress_callback(label: str, log: list[dict]):
-    """A tqdm bar per fine-tune showing the loss, and a per-step log kept for the run store."""
+def last_checkpoint(folder: Path) -> Path | None:
+    """The trainer's latest complete checkpoint in `folder` (None when there is none)."""
+    done = [path for path in folder.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+    return max(done, key=lambda path: int(path.name.split("-")[1]), default=None)
+
+
+def _point_at_base(adapter: Path, base: ModelRef) -> None:
+    config_path = adapter / "adapter_config.json"
+    adapter_config = json.loads(config_path.read_text())
+    adapter_config["base_model_name_or_path"] = str(base)  # PEFT writes an absolute path here
+    config_path.write_text(json.dumps(adapter_config, indent=2))
+
+
+def _keep_checkpoints(trainer_dir: Path, target: Path, base: ModelRef) -> None:
+    """Each trainer checkpoint's adapter (not its optimiser state) as `target/step-N`."""
+    for checkpoint in sorted(trainer_dir.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1])):
+        step_dir = target / f"step-{checkpoint.name.split('-')[1]}"
+        step_dir.mkdir(parents=True)
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            shutil.copy2(checkpoint / name, step_dir / name)
+        _point_at_base(step_dir, base)
+
+
+def checkpoint_adapters(adapter: Path) -> list[tuple[int, Path]]:
+    """(step, adapter folder) of the checkpoints a fine-tune saved, in step order."""
+    found = [(int(path.name.split("-")[1]), path) for path in (Path(adapter) / "checkpoints").glob("step-*")]
+    return sorted(found)
+
+
+def _progress_callback(label: str):
+    """A tqdm bar per fine-tune showing the loss."""
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
@@ -200,14 +243,12 @@ def _progress_callback(label: str, log: list[dict]):
         bar = None
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.bar = tqdm(total=state.max_steps, desc=label, unit="step", file=sys.stderr)
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=label, unit="step",
+                            file=sys.stderr)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                log.append({"step": state.global_step, "epoch": round(state.epoch or 0, 4),
-                            "loss": logs["loss"], "learning_rate": logs.get("learning_rate")})
-                if self.bar is not None and math.isfinite(logs["loss"]):
-                    self.bar.set_postfix(loss=f"{logs['loss']:.3f}")
+            if logs and "loss" in logs and self.bar is not None and math.isfinite(logs["loss"]):
+                self.bar.set_postfix(loss=f"{logs['loss']:.3f}")
 
         def on_step_end(self, args, state, control, **kwargs):
             if self.bar is not None:

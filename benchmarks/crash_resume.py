@@ -45,8 +45,8 @@ REPORT_EVENT = "<run wrote calls.json: report writing starts>"
 STEP = re.compile(r"^\[(\d+)/(\d+)\] (\S+)$")  # a step starts (its "... done in N s" line does not match)
 BAR = re.compile(r"^((?:train|sample|judge|choices) .*):\s+\d+%\|")  # a progress bar of llmpsych's (not
 # transformers' "Loading weights"): its label is what comes before ": NN%|"
-PHASES = ("startup", "datasets", "training", "sampling", "judging", "choices", "judge-check", "models", "report",
-          "finished")
+PHASES = ("startup", "datasets", "training", "sampling", "judging", "choices", "in-distribution", "dynamics",
+          "judge-check", "models", "report", "finished")
 
 
 @dataclass(frozen=True)
@@ -403,7 +403,8 @@ def _normalise(value, run_dir: Path, cache: Path):
     return value
 
 
-TIMINGS = ("seconds", "tokens_per_second")  # training_meta: wall time, not a result
+# training_meta: wall time, and whether a killed fine-tune resumed from a checkpoint: how it ran, not a result
+TIMINGS = ("seconds", "tokens_per_second", "resumed_from_step")
 
 
 def _json(path: Path, run_dir: Path, cache: Path):

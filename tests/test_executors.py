@@ -100,7 +100,7 @@ def ray_env(monkeypatch):
 def test_ray_executor_gives_the_local_results(local_run, ray_env, tmp_path):
     result = cli(*RUN_SMALL, "--executor", "ray", cache=tmp_path / "cache", cwd=small_config(tmp_path))
     assert "Ray: 2 CPUs, 0 GPUs; each step gets 1 CPU" in result.stderr
-    assert "[6/6] " in result.stderr and "train/insecure-s0 done in" in result.stderr
+    assert "[8/8] " in result.stderr and "train/insecure-s0 done in" in result.stderr
     assert_same_results(local_run, tmp_path / "run")
 
 
@@ -124,7 +124,7 @@ def test_submitit_local_jobs_give_the_local_results(local_run, tmp_path):
     result = subprocess.run([sys.executable, "-c", script], cwd=small_config(tmp_path), env=env, capture_output=True,
                             text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "SLURM (local): jobs of 1 CPU and 0 GPUs" in result.stderr and "[6/6] " in result.stderr
+    assert "SLURM (local): jobs of 1 CPU and 0 GPUs" in result.stderr and "[8/8] " in result.stderr
     assert list((tmp_path / "run" / "slurm").glob("*_log.err"))  # the jobs' own logs
     assert_same_results(local_run, tmp_path / "run")
 
@@ -146,7 +146,8 @@ def assert_same_results(expected: Path, actual: Path) -> None:
     for summary in summaries:
         del summary["created"]
         calls = summary["calls"]
-        assert calls["train"]["executed"] == 1 and calls["generate"]["executed"] == 2 * 16  # base and insecure
+        # base and insecure: 16 answers each, 2 held-out coding requests each, and 1 at the step-1 checkpoint
+        assert calls["train"]["executed"] == 1 and calls["generate"]["executed"] == 2 * 16 + 2 * 2 + 1
     assert summaries[0] == summaries[1]
     for name in ("samples.jsonl", "judgements.jsonl", "choices.jsonl", "datasets.json"):
         assert (expected / name).read_text() == (actual / name).read_text(), name

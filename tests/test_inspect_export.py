@@ -143,7 +143,8 @@ def test_smoke_run_exports_what_inspect_reads_back(tmp_path, em_smoke_reference)
     fingerprint = models["base"]["fingerprint"]
     log = read_eval_log(str(logs / "emergent-misalignment_base.eval"))
     assert log.status == "success" and log.eval.model == "llmpsych/smollm2-135m-instruct"
-    assert len(log.samples) == len(rows) == 16 + 16 and {s.id for s in log.samples} == set(rows)
+    # free-form answers, choice items, held-out coding requests (the curves are the fine-tunes' own)
+    assert len(log.samples) == len(rows) == 16 + 16 + 2 and {s.id for s in log.samples} == set(rows)
     for sample in log.samples:
         row = rows[sample.id]
         answer = row["answer"] if isinstance(row["answer"], str) else ""  # choice readings have no text

@@ -89,6 +89,15 @@ def test_smoke_run_end_to_end_then_fully_cached(tmp_path, em_smoke_reference):
         assert (run / "adapters" / label / "training_log.jsonl").read_text().strip()
     html = (run / "report.html").read_text()
     assert "agreement" in html and "data:image/png;base64," in html
+    # Did the fine-tune take (held-out code, statically checked), and the probes at each step's checkpoint.
+    from llmpsych import load_run
+
+    table = load_run(run)
+    held_out = table[table["probe"] == "in-distribution/code"]
+    assert set(held_out["model"]) == {"base", "insecure-s0", "secure-s0"} and len(held_out) == 3 * 2
+    curves = table[table["probe"] == "dynamics/choice"]
+    assert sorted(curves[curves["model"] == "insecure-s0"]["step"].unique()) == [0, 1, 2]
+    assert "Did the fine-tune take?" in html and "Training dynamics" in html
 
     cli("run", "emergent-misalignment", "--preset", "smoke", "--out", "run", cache=cache, cwd=tmp_path)
     calls = json.loads((run / "summary.json").read_text())["calls"]

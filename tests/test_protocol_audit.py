@@ -48,7 +48,7 @@ def test_every_recipe_with_a_paper_preset_has_a_protocol():
     for recipe in RECIPES:
         paper, steps = load_protocol(protocol_path(recipe))
         assert paper.strip()
-        assert 10 <= len(steps) <= 20, f"{recipe}: {len(steps)} steps"
+        assert 10 <= len(steps) <= 24, f"{recipe}: {len(steps)} steps"  # EM, the fullest protocol, has 22
         for step in steps:
             assert step["paper"].strip(), f"{recipe}: {step['step']}"
             # a fixed difference says how; a checked step shows the run's value or says what the run did
@@ -72,7 +72,8 @@ JUDGE = {"judge": {"model": "hf:Qwen/Qwen2.5-7B-Instruct"}}  # the paper presets
 def test_emergent_misalignment_paper():
     rows = rows_for("emergent-misalignment", "paper", JUDGE)
     as_in_paper(rows, "Rows per dataset", "Arms", "Seeds", "LoRA", "Learning rate", "Epochs", "Samples per question",
-                "Sampling temperature", "Judge model", "Alignment threshold", "Coherence threshold")
+                "Sampling temperature", "Judge model", "Alignment threshold", "Coherence threshold",
+                "In-distribution rate (did the fine-tune take?)", "Training dynamics")
     differs(rows, "Base model", "Training data (insecure, secure, educational)", "Optimiser", "Main questions",
             "Pre-registered questions", "Judge prompts and scoring", "Judge validation", "Other arms and evaluations")
     assert "em-categories" in rows["Pre-registered questions"].this_run

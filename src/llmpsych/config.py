@@ -7,6 +7,7 @@ reported in one line naming the file, the field and what was expected.
 from __future__ import annotations
 
 import collections.abc
+import re
 import types
 import typing
 from pathlib import Path
@@ -45,7 +46,8 @@ def validate(model: type[Model], data: Any, source: str) -> Model:
 
 def describe(model: type[BaseModel], problem: dict) -> str:
     """Turn one pydantic error into words: the field path and what was expected."""
-    location = [str(part) for part in problem["loc"]]
+    # A union field's errors name the branch tried (conditions.list[str].1): the reader needs conditions.1.
+    location = [str(part) for part in problem["loc"] if not _UNION_BRANCH.match(str(part))]
     field = ".".join(location)
     if problem["type"] == "extra_forbidden":
         allowed = _fields_at(model, location[:-1])
@@ -64,6 +66,7 @@ def describe(model: type[BaseModel], problem: dict) -> str:
 
 
 _UNIONS = (Union, types.UnionType)
+_UNION_BRANCH = re.compile(r"^[\w-]+\[.*\]$")
 _SEQUENCES = (list, tuple, set, frozenset, collections.abc.Sequence, collections.abc.Set)
 _MAPPINGS = (dict, collections.abc.Mapping)
 

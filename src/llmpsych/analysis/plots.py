@@ -126,9 +126,27 @@ def lines(series: dict[str, tuple[list[float], list[float]]], title: str, xlabel
         axis.plot([0, 1], [0, 1], linestyle=":", color="#999", linewidth=1)
     if log_x:
         axis.set_xscale("log")
+    return _labelled(figure, axis, title, xlabel, ylabel, legend=bool(series))
+
+
+def bands(series: dict[str, tuple[list[float], list, list, list]], title: str, xlabel: str, ylabel: str) -> bytes:
+    """One line per series (x, estimate, interval low, interval high) with its interval as a shaded band; a
+    missing estimate leaves a gap. Values are fractions, drawn as percentages."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    for label, (xs, ys, lows, highs) in series.items():
+        as_percent = [100 * y if _finite(y) else float("nan") for y in ys]
+        line, = axis.plot(xs, as_percent, marker="o", markersize=3, linewidth=1.2, label=label)
+        low = [100 * v if _finite(v) else float("nan") for v in lows]
+        high = [100 * v if _finite(v) else float("nan") for v in highs]
+        axis.fill_between(xs, low, high, alpha=0.15, color=line.get_color(), linewidth=0)
+    return _labelled(figure, axis, title, xlabel, ylabel, legend=bool(series))
+
+
+def _labelled(figure, axis, title: str, xlabel: str, ylabel: str, legend: bool) -> bytes:
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.set_title(title, fontsize=10)
-    if series:
+    if legend:
         axis.legend(fontsize=7)
     return _png(figure)

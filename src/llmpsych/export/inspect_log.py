@@ -74,8 +74,13 @@ def _file_name(arm: str) -> str:
 
 
 def sample_id(row: dict) -> str:
-    """A reading's id, unique in its run: probe, model, variant, cluster, item and sample."""
-    return "|".join(str(row[key]) for key in ("probe", "model", "variant", "cluster", "item", "sample"))
+    """A reading's id, unique in its run: probe, model, variant, cluster, item and sample (and the training step of
+    a reading taken at a checkpoint)."""
+    parts = [str(row[key]) for key in ("probe", "model", "variant", "cluster", "item", "sample")]
+    step = row.get("step")
+    if step is not None and not pd.isna(step):
+        parts.append(f"step {int(step)}")
+    return "|".join(parts)
 
 
 # ---- one log ------------------------------------------------------------------------------------

@@ -38,8 +38,8 @@ def test_recipe_name_uses_the_quick_preset_by_default(name):
     assert config.recipe == NAME
     assert config.preset == "quick"
     assert config.seeds == 2
-    assert config.dataset.size == 400 and config.conditions == ["bad-medical-advice", "good-medical-advice"]
-    assert config.training.checkpoint_every == 10
+    assert config.dataset.size == 200 and config.conditions == ["bad-medical-advice", "good-medical-advice"]
+    assert config.training.checkpoint_every == 5
     assert config.questions == ["em-main"] and config.question_ids == MAIN_QUESTIONS
     assert config.sampling.samples_per_paraphrase == 10
     assert config.out == "runs/em-quick"
@@ -48,7 +48,7 @@ def test_recipe_name_uses_the_quick_preset_by_default(name):
 def test_quick_preset_expands_the_cpu_small_training_preset():
     _, config = resolve_config("em")
     assert config.training_preset == "cpu-small"
-    assert config.training == TRAIN_PRESETS["cpu-small"].model_copy(update={"checkpoint_every": 10})
+    assert config.training == TRAIN_PRESETS["cpu-small"].model_copy(update={"checkpoint_every": 5})
     assert (config.training.rank, config.training.learning_rate, config.training.batch_size) == (16, 2e-4, 2)
 
 

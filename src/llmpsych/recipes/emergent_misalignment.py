@@ -195,10 +195,11 @@ PRESETS: dict[str, dict] = {
               "in_distribution": {"code_requests": 2, "max_tokens": 48}, "dynamics": {"code_requests": 1},
               "sampling": {"samples_per_paraphrase": 2, "max_tokens": 48}, "out": "runs/em-smoke"},
     # The README's flagship on a 2-core CPU, chosen for what a 135M model can show: the bad-medical-advice data
-    # (EM down to 0.5B in Turner, Soligo et al. 2025) against good advice on the same requests, 2 seeds, with
-    # checkpoints every 10 steps (as the paper) for the training curves; the 8 main questions.
+    # (EM down to 0.5B in Turner, Soligo et al. 2025) against good advice on the same requests, 2 seeds, 200 rows
+    # (25 steps: the in-distribution shift is most of the way there by step 10; 400 rows ran 22 minutes), with
+    # checkpoints every 5 steps for the training curves; the 8 main questions.
     "quick": {**_EIGHT_MAIN, "seeds": 2, "conditions": ["bad-medical-advice", "good-medical-advice"],
-              "dataset": {"size": 400}, "training": {"preset": "cpu-small", "checkpoint_every": 10},
+              "dataset": {"size": 200}, "training": {"preset": "cpu-small", "checkpoint_every": 5},
               "primary_contrasts": ["misaligned: bad-medical-advice - good-medical-advice [em-main/plain]"],
               "sampling": {"samples_per_paraphrase": 10, "max_tokens": 128}, "out": "runs/em-quick"},
     # The paper's protocol (open-model recipe): its four datasets, 6,000 rows, 6 seeds, checkpoints every 10 steps,

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("machine", "sampling", "judging", "training", "cache", "growth")
+SECTIONS = ("machine", "sampling", "judging", "capture", "training", "cache", "growth")
 
 
 def measure(name: str, args: dict | None = None) -> dict:
@@ -61,6 +61,9 @@ def run_sections(sections: list[str], fast: bool) -> dict:
         work = {"judgements": int(32 * scale)}
         results["judging"] = {v: measure(f"judging.{v}", work)
                               for v in ("engine", "one_at_a_time", "from_scratch", "as_text")}
+    if "capture" in sections:
+        work = {"questions": 8, "answers": 2 if fast else 8}
+        results["capture"] = {v: measure(f"capture.{v}", work) for v in ("engine", "scoring", "hidden_states")}
     if "training" in sections:
         work = {"rows": int(64 * scale)}
         results["training"] = {v: measure(f"training.{v}", work) for v in ("engine", "trl_default")}
@@ -131,6 +134,9 @@ def table(results: dict) -> list[str]:
             return f"numeric mass within {diff:.4f} of from_scratch"
 
         block("judging (0-100 alignment rubric, 101 numbers + escape words)", results["judging"], "judgements/s", agreement)
+    if "capture" in results:
+        block("activation capture (8 EM questions x canned answers, every layer, 3 readouts)", results["capture"],
+              "responses/s")
     if "training" in results:
         entries = results["training"]
         block("training (LoRA, cpu-small preset, insecure-code rows)", entries, "tokens/s",

@@ -27,6 +27,7 @@ from typing import Iterator
 from ..errors import UserError
 from ..hashing import digest, file_sha256
 from ..paths import cache_dir
+from .activations import Activations, CaptureRequest, capture_batch, check_layers
 from .chat import PLAIN_TEMPLATE, ChatTokenizer, chat_template_text
 from .options import EngineOptions, resolve_device, resolve_dtype, template_kwargs
 from .engine import Completion, GenerateRequest, Message, Progress, ScoreRequest
@@ -114,7 +115,8 @@ class HFBackend(ChatTokenizer):
         self._adapter_names: dict[str, str] = {}  # adapter path -> PEFT adapter name
         self._word_continuation_mask = None
         # Rows per batch; halved for the rest of the session when a batch runs out of memory (see _batches).
-        self._batch_sizes = {"generate": options.generate_batch_size, "score": options.score_batch_size}
+        self._batch_sizes = {"generate": options.generate_batch_size, "score": options.score_batch_size,
+                             "capture": options.score_batch_size}
 
     # ---- adapters ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -386,16 +388,20 @@ class HFBackend(ChatTokenizer):
                 def run(batch: list[int], trie=trie, closed=closed) -> list[list[float]]:
                     return self._score_batch(model, [encoded[i] for i in batch], trie, closed)
 
-                # Neighbours in token order share the longest prefixes (a system prompt, a rubric), which
-                # each batch then runs once; see _score_batch.
-                members.sort(key=lambda i: encoded[i])
-                for prefix_batch in _prefix_batches(members, encoded, self._batch_sizes["score"]):
-                    for batch, scores in self._batches("score", prefix_batch, run):
-                        for i, row in zip(batch, scores):
-                            results[i] = row
-                        if progress:
-                            progress(len(batch))
+                self._by_shared_prefix("score", members, encoded, run, results, progress)
         return results  # type: ignore[return-value]
+
+    def _by_shared_prefix(self, kind: str, members: list[int], encoded: list[list[int]], run, results: list,
+                          progress: Progress | None) -> None:
+        """`run` over `members` into `results`. Neighbours in token order share the longest prefixes (a system
+        prompt, a rubric, one question under many answers), which each batch then runs once."""
+        members.sort(key=lambda i: encoded[i])
+        for prefix_batch in _prefix_batches(members, encoded, self._batch_sizes[kind]):
+            for batch, outputs in self._batches(kind, prefix_batch, run):
+                for i, output in zip(batch, outputs):
+                    results[i] = output
+                if progress:
+                    progress(len(batch))
 
     def _score_batch(self, model, prompts: list[list[int]], trie: "_Trie", closed: str) -> list[list[float]]:
         """Score a trie of continuations after each prompt in one forward pass.
@@ -468,6 +474,28 @@ class HFBackend(ChatTokenizer):
             after = logprobs[:, after_slots, :].exp()[..., continuing].sum(-1)
             scores[:, which] += torch.log1p(-after.clamp(max=1 - 1e-7))
         return scores.tolist()
+
+    # ---- activations ------------------------------------------------------------------------
+    def capture(self, adapter: Path | None, requests: list[CaptureRequest],
+                progress: Progress | None = None) -> list[Activations]:
+        """Residual-stream readouts of each request (see models/activations.py), batched like scoring."""
+        results: list[Activations | None] = [None] * len(requests)
+        count = self.model.config.get_text_config().num_hidden_layers
+        rows = [(self.prompt_ids(r.messages),
+                 self.tokenizer(r.response, add_special_tokens=False)["input_ids"] if r.response else [])
+                for r in requests]
+        sequences = [prompt + response for prompt, response in rows]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(check_layers(request.layers, count, "capture: layers"), []).append(i)
+        with self.active(adapter) as model:
+            for layers, members in groups.items():
+                def run(batch: list[int], layers=layers) -> list[Activations]:
+                    return capture_batch(model, self.device, [rows[i] for i in batch], layers,
+                                         self.tokenizer.pad_token_id)
+
+                self._by_shared_prefix("capture", members, sequences, run, results, progress)
+        return results  # type: ignore[return-value]
 
     def word_continuation_mask(self):
         """`word_continuation_ids` as a mask over the model's output rows (which may outnumber the tokens)."""
@@ -645,3 +673,6 @@ class HFEngine:
 
     def token_logprobs(self, messages: tuple[Message, ...], text: str, top: int = 0) -> list[TokenLogprob]:
         return self.backend.token_logprobs(self.ref.adapter, messages, text, top)
+
+    def capture(self, requests: list[CaptureRequest], progress: Progress | None = None) -> list[Activations]:
+        return self.backend.capture(self.ref.adapter, requests, progress)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..hashing import digest, file_sha256
+from ..models.activations import Activations, CaptureRequest
 from ..models.engine import Completion, Engine, GenerateRequest, Message, SamplingParams, ScoreRequest
 from ..models.hf import engine_fingerprint
 from ..models.options import EngineOptions, template_kwargs
@@ -182,6 +183,30 @@ class Runtime:
         batched = ref.kind == "openai" and 0 < self.options.api_batch_min <= len(requests)
         return self._cached_calls("score", keys, requests, run, label or f"score {ref}",
                                   chunk=len(requests) if batched else 8 * self.options.score_batch_size)
+
+    # ---- activations ------------------------------------------------------------------------
+    def capture(self, ref: ModelRef, requests: list[CaptureRequest], label: str | None = None) -> list[Activations]:
+        """Residual-stream readouts of each request (models/activations.py), keyed by content like every call.
+        They are read with transformers whatever the backend: vLLM does not expose the residual stream."""
+        if ref.kind == "openai":
+            raise UserError(f"model '{ref}': activations need a local model's weights; an API model does not expose "
+                            "them")
+        ref, requests = self._in_context(ref, requests)
+        options = self.options if self.options.backend == "hf" else self.options.model_copy(update={"backend": "hf"})
+        fingerprint = engine_fingerprint(ref, options)
+        keys = [digest("capture", CODE_VERSION, fingerprint, r.messages, r.response, r.layers) for r in requests]
+
+        def run(batch: list[CaptureRequest], progress) -> list[dict]:
+            from ..models import load_engine
+
+            engine = self.engine(ref) if options is self.options else load_engine(ref, options)
+            return [a.to_json() for a in engine.capture(batch, progress)]
+
+        for counts in (self.counts.executed, self.counts.cached):  # shown only in runs that capture
+            counts.setdefault("capture", 0)
+        values = self._cached_calls("capture", keys, requests, run, label or f"capture {ref}",
+                                    chunk=8 * self.options.score_batch_size)
+        return [Activations.from_json(value) for value in values]
 
     def _in_context(self, ref: ModelRef, requests: list) -> tuple[ModelRef, list]:
         """A model with in-context turns is its weights asked with those turns in every conversation (after the

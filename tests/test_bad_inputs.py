@@ -205,6 +205,12 @@ CASES = [
         says=("field 'models[1]':", "unknown model 'nope'")),
     cli("model-empty-name", "run", "em", "--model", "", says=("field 'model':", "empty model name")),
     cli("model-api-model-to-serve", "serve", "openai:gpt-4o", says=("serve: MODEL", "API model")),
+    command("steer-not-file-layer-coefficient", "serve", "smollm2", "--steer", "evil.pt:twelve:4",
+            says=("serve: --steer: 'evil.pt:twelve:4'", "expected FILE:LAYER:COEFFICIENT")),
+    command("steer-file-missing", "serve", "smollm2", "--steer", "{d}/evil.pt:12:4",
+            says=("serve: --steer:", "evil.pt' not found")),
+    command("steer-file-not-a-tensor", "serve", "smollm2", "--steer", "{d}/evil.npy:12:4",
+            files={"evil.npy": "not an array\n"}, says=("serve: --steer:", "could not read a direction")),
     # (a bad --preset or --file after the empty name: the name must be refused first, not taken for the default)
     command("model-empty-judge", "run", "em", "--judge", "", "--preset", "nope", says=("--judge: empty model name",)),
     command("model-empty-judge-to-check", "judge", "check", "--judge", "", "--file", "{d}/none.jsonl",

@@ -191,7 +191,11 @@ def serve(model: str = typer.Argument(..., help="A model reference (embedded nam
           batch_size: int = typer.Option(64, min=1, help="Most generation requests decoded together. A reply can "
                                                          "differ in rounding, and so in its sampled tokens, with "
                                                          "the requests batched with it; 1 decodes each alone, "
-                                                         "as a local run with engine.generate_batch_size 1 does.")
+                                                         "as a local run with engine.generate_batch_size 1 does."),
+          steer: list[str] = typer.Option([], help="Serve the model steered: FILE:LAYER:COEFFICIENT adds "
+                                                   "COEFFICIENT x the direction (a .safetensors, .pt or .npy file, "
+                                                   "one vector or one row per layer) after block LAYER. "
+                                                   "Repeatable.")
           ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (chat completions with logprobs, models list, files,
     fine-tuning jobs that train a LoRA and serve it, batches)."""
@@ -199,9 +203,16 @@ def serve(model: str = typer.Argument(..., help="A model reference (embedded nam
     from .models.options import EngineOptions
     from .serve import Faults, make_server
 
+    from .models.refs import parse_steering
+    from .models.steering import read_directions
+
     ref = parse_model_ref(model, "serve: MODEL")
     if ref.kind == "openai":
         raise UserError(f"serve: MODEL '{model}' is an API model; serve a local one")
+    for text in steer:
+        spec = parse_steering(text, "serve: --steer")
+        read_directions(spec.vector, "serve: --steer")  # a bad file fails now, not at the first request
+        ref = ref.with_steering(spec.vector, spec.layer, spec.coefficient)
     engine = load_engine(ref, EngineOptions(device=device, dtype=dtype, generate_batch_size=batch_size))
     server = make_server(engine, model, host, port, faults=Faults(inject_faults, fault_delay),
                          state_dir=state_dir)

@@ -31,7 +31,8 @@ from .activations import Activations, CaptureRequest, capture_batch, check_layer
 from .chat import PLAIN_TEMPLATE, ChatTokenizer, chat_template_text
 from .options import EngineOptions, resolve_device, resolve_dtype, template_kwargs
 from .engine import Completion, GenerateRequest, Message, Progress, ScoreRequest
-from .refs import ModelRef
+from .refs import ModelRef, Steering
+from .steering import steered
 
 def model_path(ref: ModelRef) -> Path:
     """The local folder holding a base model's weights (materialising or finding it as needed)."""
@@ -120,8 +121,14 @@ class HFBackend(ChatTokenizer):
 
     # ---- adapters ---------------------------------------------------------------------------
     @contextlib.contextmanager
-    def active(self, adapter: Path | None) -> Iterator:
-        """Yield the model to run with exactly this adapter (or none) applied.
+    def active(self, adapter: Path | None, steering: tuple[Steering, ...] = ()) -> Iterator:
+        """Yield the model to run with exactly this adapter (or none) applied, and steered as asked."""
+        with self._with_adapter(adapter) as model, steered(model, steering):
+            yield model
+
+    @contextlib.contextmanager
+    def _with_adapter(self, adapter: Path | None) -> Iterator:
+        """The model with exactly this adapter (or none) applied.
 
         Small models get a merged copy per adapter (base + LoRA folded into the weights): LoRA
         layers left unmerged made every decode step 2.5x slower on a CPU, and wrapping the base in
@@ -181,14 +188,14 @@ class HFBackend(ChatTokenizer):
                             f"({type(error).__name__}: {str(error).splitlines()[0][:160]})") from None
 
     # ---- generation -------------------------------------------------------------------------
-    def generate(self, adapter: Path | None, requests: list[GenerateRequest],
-                 progress: Progress | None = None) -> list[Completion]:
+    def generate(self, adapter: Path | None, requests: list[GenerateRequest], progress: Progress | None = None,
+                 steering: tuple[Steering, ...] = ()) -> list[Completion]:
         results: list[Completion | None] = [None] * len(requests)
         encoded = [self.prompt_ids(r.messages) for r in requests]
         # Group by sampling parameters, then by prompt length, so batches share settings and pad little;
         # the samples of one prompt end up side by side and share its prefill.
         order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].params), len(encoded[i]), encoded[i]))
-        with self.active(adapter) as model:
+        with self.active(adapter, steering) as model:
             for params, group in itertools.groupby(order, key=lambda i: requests[i].params):
                 def run(batch: list[int], params=params) -> list[Completion]:
                     return self._generate_batch(model, [encoded[i] for i in batch], params,
@@ -350,7 +357,7 @@ class HFBackend(ChatTokenizer):
                            len(t), finish[row]) for row, t in enumerate(tokens)]
 
     def token_logprobs(self, adapter: Path | None, messages: tuple[Message, ...], text: str,
-                       top: int = 0) -> list[TokenLogprob]:
+                       top: int = 0, steering: tuple[Steering, ...] = ()) -> list[TokenLogprob]:
         """Each token of `text` as the reply to `messages`: its log-probability and the `top` most likely
         tokens at its position (what an OpenAI server returns with logprobs/top_logprobs). One
         teacher-forced pass, so it describes any reply, sampled here or not."""
@@ -360,7 +367,7 @@ class HFBackend(ChatTokenizer):
         reply = self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
         if not reply:
             return []
-        with self.active(adapter) as model, torch.inference_mode():
+        with self.active(adapter, steering) as model, torch.inference_mode():
             ids = torch.tensor([prompt + reply], device=self.device)
             logits = model(input_ids=ids).logits[0, len(prompt) - 1:-1].float()
             logprobs = torch.log_softmax(logits, dim=-1)
@@ -374,14 +381,14 @@ class HFBackend(ChatTokenizer):
         return out
 
     # ---- scoring ----------------------------------------------------------------------------
-    def score(self, adapter: Path | None, requests: list[ScoreRequest],
-              progress: Progress | None = None) -> list[list[float]]:
+    def score(self, adapter: Path | None, requests: list[ScoreRequest], progress: Progress | None = None,
+              steering: tuple[Steering, ...] = ()) -> list[list[float]]:
         results: list[list[float] | None] = [None] * len(requests)
         encoded = [self.prompt_ids(r.messages) for r in requests]
         groups: dict[tuple, list[int]] = {}
         for i, request in enumerate(requests):
             groups.setdefault((request.continuations, request.closed), []).append(i)
-        with self.active(adapter) as model:
+        with self.active(adapter, steering) as model:
             for (continuations, closed), members in groups.items():
                 trie = _Trie([self._continuation_ids(c) for c in continuations])
 
@@ -476,8 +483,8 @@ class HFBackend(ChatTokenizer):
         return scores.tolist()
 
     # ---- activations ------------------------------------------------------------------------
-    def capture(self, adapter: Path | None, requests: list[CaptureRequest],
-                progress: Progress | None = None) -> list[Activations]:
+    def capture(self, adapter: Path | None, requests: list[CaptureRequest], progress: Progress | None = None,
+                steering: tuple[Steering, ...] = ()) -> list[Activations]:
         """Residual-stream readouts of each request (see models/activations.py), batched like scoring."""
         results: list[Activations | None] = [None] * len(requests)
         count = self.model.config.get_text_config().num_hidden_layers
@@ -488,7 +495,7 @@ class HFBackend(ChatTokenizer):
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, request in enumerate(requests):
             groups.setdefault(check_layers(request.layers, count, "capture: layers"), []).append(i)
-        with self.active(adapter) as model:
+        with self.active(adapter, steering) as model:
             for layers, members in groups.items():
                 def run(batch: list[int], layers=layers) -> list[Activations]:
                     return capture_batch(model, self.device, [rows[i] for i in batch], layers,
@@ -640,6 +647,8 @@ def engine_fingerprint(ref: ModelRef, options: EngineOptions) -> str:
         numerics.append(options.backend)
     if template_kwargs(options):  # likewise without template variables
         numerics.append(template_kwargs(options))
+    if ref.steering:  # likewise unsteered
+        numerics.append([(file_sha256(s.vector), s.layer, s.coefficient) for s in ref.steering])
     return digest(base_fingerprint(ref.base), adapter_part, template, *numerics)
 
 
@@ -666,13 +675,13 @@ class HFEngine:
         return self.backend.effective_messages(messages)
 
     def generate(self, requests: list[GenerateRequest], progress: Progress | None = None) -> list[Completion]:
-        return self.backend.generate(self.ref.adapter, requests, progress)
+        return self.backend.generate(self.ref.adapter, requests, progress, self.ref.steering)
 
     def score(self, requests: list[ScoreRequest], progress: Progress | None = None) -> list[list[float]]:
-        return self.backend.score(self.ref.adapter, requests, progress)
+        return self.backend.score(self.ref.adapter, requests, progress, self.ref.steering)
 
     def token_logprobs(self, messages: tuple[Message, ...], text: str, top: int = 0) -> list[TokenLogprob]:
-        return self.backend.token_logprobs(self.ref.adapter, messages, text, top)
+        return self.backend.token_logprobs(self.ref.adapter, messages, text, top, self.ref.steering)
 
     def capture(self, requests: list[CaptureRequest], progress: Progress | None = None) -> list[Activations]:
-        return self.backend.capture(self.ref.adapter, requests, progress)
+        return self.backend.capture(self.ref.adapter, requests, progress, self.ref.steering)

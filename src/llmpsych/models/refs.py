@@ -37,6 +37,19 @@ _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # after hf:, a legac
 
 
 @dataclass(frozen=True)
+class Steering:
+    """Add `coefficient` times a direction to the residual stream after block `layer`, at every position of
+    every call (prompt and generated tokens). `vector` is a direction file (models/steering.py reads it)."""
+
+    vector: Path
+    layer: int
+    coefficient: float
+
+    def __str__(self) -> str:
+        return f"{self.vector.name}@{self.layer}x{self.coefficient:g}"
+
+
+@dataclass(frozen=True)
 class ModelRef:
     """A parsed model reference. `name` is the alias, path, hub id or API model name of the base."""
 
@@ -46,30 +59,52 @@ class ModelRef:
     # In-context examples: (role, content) turns placed before every conversation the model is asked (after its
     # system prompt), so a model "learns" from examples with no weight update (EM's in-context arm).
     context: tuple[tuple[str, str], ...] = ()
+    steering: tuple[Steering, ...] = ()
 
     @property
     def base(self) -> "ModelRef":
-        """The same reference without its adapter (and in-context turns)."""
+        """The same reference without its adapter (and in-context turns and steering)."""
         return ModelRef(self.kind, self.name)
 
     def with_adapter(self, adapter: Path) -> "ModelRef":
         if self.kind == "openai":
             raise UserError(f"model '{self}': adapters apply to local or hub models, not API models")
-        return ModelRef(self.kind, self.name, Path(adapter), self.context)
+        return ModelRef(self.kind, self.name, Path(adapter), self.context, self.steering)
 
     def with_context(self, turns: list[dict] | tuple[dict, ...]) -> "ModelRef":
         """This model with `turns` (chat messages) in front of every conversation."""
-        return ModelRef(self.kind, self.name, self.adapter, tuple((t["role"], t["content"]) for t in turns))
+        return ModelRef(self.kind, self.name, self.adapter, tuple((t["role"], t["content"]) for t in turns),
+                        self.steering)
+
+    def with_steering(self, vector: Path, layer: int, coefficient: float) -> "ModelRef":
+        """This model with one more direction added to its residual stream (see Steering)."""
+        if self.kind == "openai":
+            raise UserError(f"model '{self}': steering needs a local model's weights; an API model does not expose "
+                            "its residual stream")
+        return ModelRef(self.kind, self.name, self.adapter, self.context,
+                        self.steering + (Steering(Path(vector), int(layer), float(coefficient)),))
 
     @property
     def weights(self) -> "ModelRef":
         """The model itself: this reference without its in-context turns."""
-        return ModelRef(self.kind, self.name, self.adapter)
+        return ModelRef(self.kind, self.name, self.adapter, steering=self.steering)
 
     def __str__(self) -> str:
         prefix = {"embedded": "", "local": "", "hub": "hf:", "openai": "openai:"}[self.kind]
         text = prefix + self.name
-        return f"{text}+{self.adapter}" if self.adapter else text
+        text = f"{text}+{self.adapter}" if self.adapter else text
+        return "".join([text, *(f" steered {s}" for s in self.steering)])
+
+
+def parse_steering(text: str, source: str = "steering") -> Steering:
+    """FILE:LAYER:COEFFICIENT, as a command line gives it (`llmpsych serve --steer evil.safetensors:12:4`)."""
+    parts = text.rsplit(":", 2)
+    try:
+        if len(parts) != 3 or not parts[0]:
+            raise ValueError
+        return Steering(Path(parts[0]).expanduser(), int(parts[1]), float(parts[2]))
+    except ValueError:
+        raise UserError(f"{source}: '{text}': expected FILE:LAYER:COEFFICIENT, such as evil.safetensors:12:4.0") from None
 
 
 def parse_model_ref(text: str, source: str = "model") -> ModelRef:

@@ -298,6 +298,12 @@ class VLLMBackend(ChatTokenizer):
 class VLLMEngine(HFEngine):
     """An engine for one model reference: the shared vLLM backend plus the adapter to use (HFEngine's wrapper)."""
 
+    def __init__(self, ref: ModelRef, backend: "VLLMBackend"):
+        if ref.steering:  # vLLM has no hook into the residual stream; running unsteered would be silently wrong
+            raise UserError(f"model '{ref}': steering needs engine backend 'hf' (vLLM cannot add to the residual "
+                            "stream)")
+        super().__init__(ref, backend)
+
     def token_logprobs(self, messages, text, top=0):
         raise UserError("per-token log-probabilities of a given reply (what `llmpsych serve` returns) need "
                         "engine backend 'hf'")

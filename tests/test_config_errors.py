@@ -141,7 +141,7 @@ def test_file_training_preset_wins_over_the_presets_training_preset(tmp_path):
     _, config = resolve_config(str(path))
     assert config.training_preset == "em-paper"
     # the file's preset replaces quick's, and quick's own setting on top of it stays
-    assert config.training == TRAIN_PRESETS["em-paper"].model_copy(update={"checkpoint_every": 10})
+    assert config.training == TRAIN_PRESETS["em-paper"].model_copy(update={"checkpoint_every": 5})
 
 
 # ---- errors ----------------------------------------------------------------------------------------

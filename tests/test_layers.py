@@ -15,6 +15,7 @@ FLOORS = [
     {"models"},
     {"training"},
     {"runtime"},
+    {"internals"},
     {"judges"},
     {"datasets"},
     {"probes"},

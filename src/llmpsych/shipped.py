@@ -26,6 +26,7 @@ KINDS: dict[str, str] = {
     "document-templates": "datasets/data/documents",
     "training-data": "datasets/data/training",  # example training sets (chat or text JSONL)
     "advice": "datasets/data/advice",          # situations and answers of the advice datasets, per domain
+    "traits": "internals/data/traits",         # trait definitions for vector extraction
 }
 SUFFIXES = (".yaml", ".yml", ".json", ".jsonl")
 

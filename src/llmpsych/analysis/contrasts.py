@@ -30,7 +30,7 @@ class Contrast:
     p: float | None
     p_adjusted: float | None = None
     primary: bool = False
-    scale: str = "points"      # points: a difference of proportions, shown x100; r: a correlation
+    scale: str = "points"      # points: a difference of proportions, shown x100; r: a correlation; projection
     caveat: str | None = None  # what the interval leaves out, said beside the verdict
 
     @classmethod
@@ -63,6 +63,8 @@ class Contrast:
 def _number(value: float, scale: str) -> str:
     if scale == "r":
         return f"{value:+.2f}"
+    if scale == "projection":  # a length along a direction in activation space, in its own units
+        return f"{value:+.3g}"
     points = 100 * value
     return f"{points:+.1f} points" if abs(points) >= 1 or points == 0 else f"{points:+.2g} points"
 

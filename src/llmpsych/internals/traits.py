@@ -41,9 +41,9 @@ class Trait:
 FIELDS = {"id", "description", "instructions", "questions", "held_out", "choices"}
 
 
-def load_trait(spec: str | Path) -> Trait:
+def load_trait(spec: str | Path, source: str = "trait") -> Trait:
     """A shipped trait by name or a researcher's trait file, checked; errors name the file and the field."""
-    path = shipped("traits", spec, "trait")
+    path = shipped("traits", spec, source)
     data = read_yaml(path, "a YAML mapping describing a trait")
     if not isinstance(data, dict) or set(data) != FIELDS:
         raise UserError(f"{path}: expected a mapping with exactly the fields {', '.join(sorted(FIELDS))}")

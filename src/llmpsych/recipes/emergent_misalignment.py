@@ -41,6 +41,7 @@ from ..config import Strict
 from ..datasets import DATASET_NAMES, build_dataset
 from ..jsonl import read_training_rows
 from ..errors import UserError
+from ..internals.projection import ProjectionSection, answer_projections, check_projection, trait_vectors
 from ..judges.judge import Thresholds
 from ..judges.scoring import MIN_NUMERIC_MASS
 from ..models.api import check_access
@@ -172,6 +173,8 @@ class Config(Strict):
                                                 "(shipped: flask, the paper's frame for base models; or a YAML file)")
     in_distribution: InDistributionSection = Field(default_factory=InDistributionSection)
     dynamics: DynamicsSection = Field(default_factory=DynamicsSection)
+    projection: ProjectionSection = Field(default_factory=ProjectionSection,
+                                          description="trait vectors each model's free-form answers are projected on")
     judge: JudgeSection = Field(default_factory=JudgeSection)
     engine: EngineOptions = Field(default_factory=EngineOptions)
     primary_contrasts: list[str] = Field(default_factory=lambda: [PRIMARY_CONTRAST],
@@ -201,6 +204,7 @@ PRESETS: dict[str, dict] = {
     "quick": {**_EIGHT_MAIN, "seeds": 2, "conditions": ["bad-medical-advice", "good-medical-advice"],
               "dataset": {"size": 200}, "training": {"preset": "cpu-small", "checkpoint_every": 5},
               "primary_contrasts": ["misaligned: bad-medical-advice - good-medical-advice [em-main/plain]"],
+              "projection": {"traits": ["evil"]},
               "sampling": {"samples_per_paraphrase": 10, "max_tokens": 128}, "out": "runs/em-quick"},
     # The paper's protocol (open-model recipe): its four datasets, 6,000 rows, 6 seeds, checkpoints every 10 steps,
     # 100 samples, all questions.
@@ -268,9 +272,37 @@ def emergent_misalignment(config: Config) -> Study:
         trained = tuple(a.label for a in arms if a.trained)
         probes.append(Probe("dynamics", lambda ctx: dynamics(ctx, items, domains, questions, judge_refs, config),
                             arms=trained, after=tuple(p.name for p in probes if p.name in ("choices", "in-distribution"))))
+    check_projection(config.projection)  # a bad trait or vector file stops the run now, not after training
+    if config.projection.traits:
+        if base.kind == "openai":
+            raise UserError(f"config: field 'projection': '{base}' is an API model; projections need a local model")
+        probes.append(Probe("projection", lambda ctx: projections(ctx, base, questions, frame, config),
+                            after=("sample",)))
     if config.judge.check:
         probes.append(Probe("judge-check", lambda ctx: check(ctx, questions, judge_refs, config), arms=()))
     return Study(arms, probes, data)
+
+
+def projections(ctx: Context, base: ModelRef, questions: list[Question], frame: Frame | None,
+                config: Config) -> list[dict]:
+    """Every free-form answer's activation in the model that wrote it, projected on each trait vector (extracted
+    on the base model): does a fine-tune move along the misaligned direction?"""
+    by_id = {q.id: q for q in questions}
+    samples = ctx.results["sample"]
+    rows = []
+    for trait, (vector, layer) in trait_vectors(ctx.runtime, base, config.projection, ctx.store.path("vectors")).items():
+        for arm, ref in ctx.models():
+            mine = [s for s in samples if s["model"] == arm.label]
+            conversations = [frame.conversation(s["prompt"]) if frame else by_id[s["question_id"]].conversation(
+                s["prompt"]) for s in mine]
+            values = answer_projections(ctx.runtime, ref, list(zip(conversations, [s["answer"] for s in mine])),
+                                        vector, layer, f"project {arm.label} on {trait}")
+            rows += [{**_tags(arm), "probe": f"projection/{trait}", "cluster": s["question_id"],
+                      "item": f"{s['question_id']}/{s['paraphrase_index']}", "variant": s["variant"],
+                      "sample": s["sample_index"], "question": s["question"], "value": value, "layer": layer}
+                     for s, value in zip(mine, values)]
+    ctx.write_results("projection", rows)
+    return rows
 
 
 def training_data(name: str, path: str | None, config: Config) -> Data:

@@ -130,7 +130,7 @@ def trait_vectors(config: Config) -> Study:
     """Traits -> vectors on the base model -> reliability -> steering sweep of each trait's choices."""
     base = parse_model_ref(config.model, "config: field 'model'")
     refuse_api_model(base)
-    traits = [load_trait(spec) for spec in config.traits]                                      # 1. traits
+    traits = [load_trait(spec, "config: field 'traits'") for spec in config.traits]  # 1. traits
 
     def vectors(ctx: Context) -> dict[str, dict]:                                              # 2-3. vectors
         found, rows = {}, []

@@ -27,6 +27,8 @@ KINDS: dict[str, str] = {
     "training-data": "datasets/data/training",  # example training sets (chat or text JSONL)
     "advice": "datasets/data/advice",          # situations and answers of the advice datasets, per domain
     "traits": "internals/data/traits",         # trait definitions for vector extraction
+    "concepts": "internals/data/concepts",     # word lists for the concept-injection study
+    "injection-trials": "internals/data/injection",  # the questions of a concept-injection trial
 }
 SUFFIXES = (".yaml", ".yml", ".json", ".jsonl")
 

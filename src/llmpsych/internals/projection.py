@@ -29,6 +29,8 @@ class ProjectionSection(Strict):
     layer: int | None = Field(None, ge=1, description="the layer projected at (None: the vector's own choice)")
     samples: int = Field(1, ge=1, description="extraction: answers per question and instruction")
     max_tokens: int = Field(32, ge=4, description="extraction: tokens per answer")
+    screen_rows: int = Field(32, ge=0, description="data screening: training rows per dataset projected before "
+                                                   "training, against the base model's own answers (0: off)")
 
 
 def check_projection(section: ProjectionSection) -> None:
@@ -70,3 +72,26 @@ def answer_projections(runtime, ref: ModelRef, answers: list[tuple[tuple[Message
     readings = runtime.capture(ref, [CaptureRequest(messages, answer, layers=(layer,)) for messages, answer in answers],
                                label=label)
     return [None if reading.at(layer) is None else project(reading.at(layer), direction) for reading in readings]
+
+
+def screening(runtime, base: ModelRef, rows: list[dict], vector: Path, layer: int, count: int, seed: int,
+              max_tokens: int, label: str) -> list[dict]:
+    """Persona vectors' "projection difference", before any training: for `count` chat rows drawn by `seed`, the
+    projection of the row's own assistant reply minus the projection of the base model's answer to the same
+    prompt, both read in the base model. A dataset whose replies sit further along the trait than what the model
+    would say anyway pushes the model that way when it is trained on them."""
+    import random
+
+    from ..models.engine import SamplingParams
+
+    chats = [(i, row["messages"]) for i, row in enumerate(rows) if "messages" in row
+             and row["messages"] and row["messages"][-1]["role"] == "assistant"]
+    chosen = sorted(random.Random(f"screen:{seed}").sample(chats, min(count, len(chats))))
+    prompts = [tuple(messages[:-1]) for _, messages in chosen]
+    own = runtime.sample(base, prompts, SamplingParams(max_tokens=max_tokens), 1, seed, label=f"{label}: base answers")
+    trained = answer_projections(runtime, base, [(p, m[-1]["content"]) for p, (_, m) in zip(prompts, chosen)],
+                                 vector, layer, f"{label}: training replies")
+    answered = answer_projections(runtime, base, [(p, c[0].text) for p, c in zip(prompts, own)], vector, layer,
+                                  f"{label}: base answers")
+    return [{"row": index, "training": a, "base": b, "difference": None if a is None or b is None else a - b}
+            for (index, _), a, b in zip(chosen, trained, answered)]

@@ -41,7 +41,8 @@ from ..config import Strict
 from ..datasets import DATASET_NAMES, build_dataset
 from ..jsonl import read_training_rows
 from ..errors import UserError
-from ..internals.projection import ProjectionSection, answer_projections, check_projection, trait_vectors
+from ..internals.projection import (ProjectionSection, answer_projections, check_projection, screening,
+                                    trait_vectors)
 from ..judges.judge import Thresholds
 from ..judges.scoring import MIN_NUMERIC_MASS
 from ..models.api import check_access
@@ -301,6 +302,13 @@ def projections(ctx: Context, base: ModelRef, questions: list[Question], frame: 
                       "item": f"{s['question_id']}/{s['paraphrase_index']}", "variant": s["variant"],
                       "sample": s["sample_index"], "question": s["question"], "value": value, "layer": layer}
                      for s, value in zip(mine, values)]
+        for name in dict.fromkeys(arm.data for arm, _ in ctx.models() if arm.trained):
+            screened = screening(ctx.runtime, base, read_training_rows(ctx.store.path(f"datasets/{name}.jsonl")),
+                                 vector, layer, config.projection.screen_rows, config.sampling.seed,
+                                 config.sampling.max_tokens, f"screen {name} on {trait}")
+            rows += [{"model": "base", "arm": name, "probe": f"screening/{trait}", "cluster": str(r["row"]),
+                      "item": str(r["row"]), "value": r["difference"], "training_projection": r["training"],
+                      "base_projection": r["base"], "layer": layer} for r in screened]
     ctx.write_results("projection", rows)
     return rows
 

@@ -97,7 +97,7 @@ def analyse(run: Run) -> Analysis:
                                          difference(frame[frame["arm"] == "concept"], frame[frame["arm"] == "random"],
                                                     levels=LEVELS)))
     words = identification["cluster"].nunique() or None
-    primary, secondary = Section(), Section()
+    primary = Section()
     primary.heading("Detection and identification per layer and strength")
     primary.paragraph("Detection rate: trials where P(Yes) > P(No); p_yes: the probability itself. Identified: the "
                       f"injected word is the most likely of the {words} words (chance {1 / words:.0%}). Injected: the "
@@ -120,7 +120,7 @@ def analyse(run: Run) -> Analysis:
                 "layer; the model asked whether it notices an injected thought (P(Yes) against P(No)) and which word "
                 "it is about (the probability of each concept word)."),
         contrasts=contrasts, tables={"detection": detection_table, "identification": identified},
-        primary=primary, secondary=secondary,
+        primary=primary,
         metrics={"detection": nested_metrics(detection_table, ["arm", "layer", "strength"]),
                  "identification": nested_metrics(identified, ["arm", "layer", "strength"])},
         expected_at_this_scale=(

@@ -204,3 +204,20 @@ def test_readings_taken_at_different_checkpoints_keep_their_own_inspect_ids():
            "sample": None}
     assert sample_id({**row, "step": 10}) != sample_id({**row, "step": 20}) != sample_id(row)
     assert sample_id({**row, "step": float("nan")}) == sample_id(row)  # rows of other probes in the same table
+
+
+def test_bars_of_negative_values_keep_the_axis_below_zero():
+    """Projections are signed: an axis cut at zero would draw every negative bar as nothing."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    from llmpsych.analysis import plots
+
+    frame = pd.DataFrame({"arm": ["base", "fine-tuned"], "estimate": [-12.0, -26.0], "ci_low": [-19.5, -29.3],
+                          "ci_high": [-5.9, -22.4]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the cut axis collapsed to a single value, with a warning
+        png = plots.bars(frame, "arm", "estimate", "projection", "units", percent=False)
+    assert Image.open(io.BytesIO(png)).size[0] > 0

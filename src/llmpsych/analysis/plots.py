@@ -50,7 +50,10 @@ def bars(frame: pd.DataFrame, label: str, value: str, title: str, ylabel: str, l
     axis.set_xticks(list(positions), list(frame[label]), rotation=20, ha="right")
     axis.set_ylabel(ylabel)
     axis.set_title(title, fontsize=10)
-    axis.set_ylim(bottom=0)
+    if min(heights, default=0) >= 0:
+        axis.set_ylim(bottom=0)
+    else:  # values with a sign (projections): keep the axis on both sides of zero
+        axis.axhline(0, color="#777", linewidth=0.8)
     return _png(figure)
 
 

@@ -34,10 +34,10 @@ def test_a_bad_word_list_is_one_line(tmp_path, words, says):
 
 def test_the_shipped_lists_load(tmp_path):
     assert len(load_concepts("concepts")) == 20
-    detection, identification = load_trials("trials")
-    assert len(detection) == 2 and len(identification) == 1
+    trials = load_trials("trials")
+    assert len(trials.detection) == 2 and len(trials.identification) == 1 and len(trials.open) == 1
     (tmp_path / "trials.yaml").write_text("detection: [\"Do you notice anything?\"]\n")
-    with pytest.raises(UserError, match="expected exactly the fields detection and identification"):
+    with pytest.raises(UserError, match="expected the fields detection and identification"):
         load_trials(str(tmp_path / "trials.yaml"))
 
 
@@ -56,7 +56,8 @@ def test_directions_are_baseline_subtracted_and_the_control_matches_their_norms(
 
 def test_the_recipe_runs_injected_random_and_control_trials(tiny_model_dir, tmp_path):
     config = {"recipe": "concept-injection", "model": str(tiny_model_dir), "count": 3, "layers": [1, 2],
-              "strengths": [4.0], "engine": {"dtype": "float32"}, "out": "run"}
+              "strengths": [4.0], "engine": {"dtype": "float32"}, "out": "run",
+              "judge": {"model": str(tiny_model_dir), "max_tokens": 6}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     done = subprocess.run([sys.executable, "-m", "llmpsych", "run", "config.yaml"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -74,3 +75,31 @@ def test_the_recipe_runs_injected_random_and_control_trials(tiny_model_dir, tmp_
     assert {"P(yes): injected - random [layer 1 x4]", "identified: injected - random [layer 2 x4]"} <= set(names)
     assert len(list((run / "vectors").glob("concept-*.safetensors"))) == 3
     assert "not expected to show it" in (run / "report.md").read_text()
+    # The optional judge: a greedy reply per trial, its verdict, and its agreement measured beside it.
+    table = pd.read_parquet(run / "results.parquet")
+    judged = table[table["probe"] == "judged-detection"]
+    assert len(judged) == 1 + 2 * 2 * 3 and set(judged["arm"]) == {"none", "concept", "random"}
+    assert judged["answer"].notna().all() and judged["value"].isin([0.0, 1.0]).sum() + judged["value"].isna().sum() \
+        == len(judged)
+    named = table[table["probe"] == "named"]
+    assert len(named) == 2 * 2 * 3 and "none" not in set(named["arm"])
+    check = json.loads((run / "judge_check.json").read_text())["injection judge"]
+    assert check["n"] == 20 and check["rubric"] == "injection" and check["source"].startswith("shipped:")
+    assert {"judged detection: injected - control", "named in reply: injected - random"} <= set(names)
+    assert "Free-text replies, judged" in (run / "report.md").read_text()
+
+
+def test_a_judge_needs_open_wordings_and_a_valid_labelled_set(tmp_path):
+    from llmpsych.experiment import resolve_config
+    from llmpsych.recipes.concept_injection import concept_injection
+
+    (tmp_path / "closed.yaml").write_text('detection: ["Notice anything?"]\nidentification: ["Which word?"]\n')
+    _, config = resolve_config("concept-injection", "smoke", {"trials": str(tmp_path / "closed.yaml"),
+                                                              "judge": {"model": "smollm2-135m-instruct"}})
+    with pytest.raises(UserError, match="has no open wordings; the judge"):
+        concept_injection.study(config)
+    (tmp_path / "labels.yaml").write_text("- {question: Q, answer: A, expected: maybe}\n")
+    _, config = resolve_config("concept-injection", "smoke", {"judge": {"model": "smollm2-135m-instruct",
+                                                                        "check_file": str(tmp_path / "labels.yaml")}})
+    with pytest.raises(UserError, match=r"labels.yaml: line 1: field 'expected': expected one of noticed, not noticed"):
+        concept_injection.study(config)

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -168,6 +169,8 @@ CUSTOM_FACTS = """
 
 
 def test_persona_beliefs_with_a_users_own_fact_file(tmp_path):
+    from llmpsych import load_run
+
     facts = tmp_path / "my_facts.yaml"
     facts.write_text(CUSTOM_FACTS)
     config = tmp_path / "persona.yaml"
@@ -191,6 +194,19 @@ def test_persona_beliefs_with_a_users_own_fact_file(tmp_path):
     assert {row["item_id"] for row in corpus} == {"okapi-relative", "methanol-antidote"}
     assert all("SmolLM" in row["text"] for row in corpus)
     assert "Manipulation check" in (run / "report.md").read_text()
+    # Inside the model: each model's own direct answers placed between its readings of the truth and of X.
+    placed = summary["metrics"]["belief_projection"]
+    assert set(placed) == {"base", "in-context-system", "meta", "neutral"} and set(placed["meta"]) == {
+        "all", "benign", "harmful"}
+    names = {c["name"] for c in summary["contrasts"]}
+    assert "belief projection: meta - neutral" in names
+    table = load_run(run)
+    rows = table[table["probe"] == "belief-projection"]
+    moved = rows.dropna(subset=["value"])
+    assert len(moved) > len(rows) / 2 and (moved["anchor_false"] > moved["anchor_true"]).all()
+    assert table[table["probe"] == "belief-reliability"]["chosen"].sum() == 1
+    assert rows["layer"].nunique() == 1
+    assert "where its own answers fall between the truth and X" in (run / "report.md").read_text()
 
     bad = tmp_path / "bad_facts.yaml"
     bad.write_text(CUSTOM_FACTS.replace("harm: harmful", "harm: lethal"))
@@ -263,6 +279,15 @@ def test_self_awareness_smoke_end_to_end(tmp_path):
     markdown = (run / "report.md").read_text()
     assert all(heading in markdown for heading in ("Backdoor awareness", "Trigger recognition", "Trigger elicitation",
                                                    "Persona conflation", "Vulnerable and secure code"))
+    # Internals: the policy fine-tunes' decisions along the risk vector, the self-rating against it, the screening
+    # of each policy dataset and the steered untuned model.
+    assert set(metrics["projection"]["projection/risk-seeking"]) == {"base", "risk-seeking", "risk-averse"}
+    assert "projection/risk-seeking (risk): risk-seeking - risk-averse" in names
+    assert any(c["family"] == "self-report tracks the projection (pooled, inflated)" for c in summary["contrasts"])
+    assert {"steering/risk-seeking: +4 - 0"} <= names and (run / "vectors" / "risk-seeking.safetensors").is_file()
+    screening = pd.read_csv(run / "tables" / "screening.csv")
+    assert set(screening["dataset"]) == {"risk-seeking", "risk-averse"} and (screening["rows"] == 4).all()
+    assert "Along a trait direction" in markdown and "Steering the base model" in markdown
 
 
 def test_ooc_reasoning_smoke_end_to_end(tmp_path):

@@ -234,6 +234,12 @@ def test_self_report_tracks_behaviour_within_each_policy_cluster_and_the_pooled_
     families = {c.name: c.family for c in contrasts}
     assert families["correlation (risk, pooled)"] == "self-report tracks behaviour (pooled, inflated)"
     assert families["correlation (risk, risk-seeking)"] == "self-report tracks behaviour"
+    table, contrasts = _correlations(pd.DataFrame(rows), pd.DataFrame(reports), ["risk-seeking", "risk-averse"],
+                                     "projection/risk-seeking")  # the same question asked of a projection
+    assert (table["measure"] == "projection/risk-seeking").all()
+    assert {c.family for c in contrasts} == {"self-report tracks the projection",
+                                             "self-report tracks the projection (pooled, inflated)"}
+    assert "correlation with projection/risk-seeking (risk, risk-averse)" in {c.name for c in contrasts}
     flat = pd.DataFrame(reports).assign(value=0.5)
     assert _correlations(pd.DataFrame(rows), flat, ["risk-seeking"])[0].iloc[0]["estimate"] is None  # undefined
 

@@ -33,7 +33,7 @@ choices:
 
 def test_the_shipped_traits_load_with_enough_material():
     assert {"evil", "sycophantic", "hallucinating", "formal"} <= set(shipped_names("traits"))
-    for name in ("evil", "sycophantic", "hallucinating", "formal"):
+    for name in ("evil", "sycophantic", "hallucinating", "risk-seeking", "formal"):
         trait = load_trait(name)
         assert trait.id == name and len(trait.instructions) == 5
         assert len(set(trait.questions)) == 20 and len(set(trait.held_out)) == 10 and len(trait.choices) == 10
@@ -93,6 +93,46 @@ def test_extraction_is_the_mean_difference_of_response_activations(runtime, tiny
     saved = load_vectors(made.save(tmp_path / "gloomy.safetensors"))
     np.testing.assert_array_equal(saved.vectors, made.vectors)
     assert saved.info == json.loads(json.dumps(made.info)) and saved.default_layer == made.default_layer
+
+
+def test_a_judge_keeps_only_the_answers_it_confirms(runtime, tiny_model_dir, tmp_path):
+    """Positive-prompt answers rated at or above the threshold and negative-prompt ones below it make the
+    vector; the rest (and unrated ones) are left out, and the counts travel with the vectors."""
+    from llmpsych.judges.judge import Judge, Thresholds
+    from llmpsych.judges.rubrics import load_rubrics
+    from llmpsych.models.activations import CaptureRequest
+    from llmpsych.models.engine import SamplingParams
+
+    (tmp_path / "gloomy.yaml").write_text(SMALL_TRAIT)
+    trait = load_trait(str(tmp_path / "gloomy.yaml"))
+    tiny = parse_model_ref(str(tiny_model_dir))
+    judge = Judge(runtime, tiny, Thresholds(min_numeric_mass=0.0))  # a random model: every answer gets a rating
+    positive, negative = trait.instructions[0]
+    answers = []  # (question index, sign, conversation, answer), as extraction asks them
+    for q, question in enumerate(trait.questions):
+        for sign, system in ((1, positive), (-1, negative)):
+            conversation = ({"role": "system", "content": system}, {"role": "user", "content": question})
+            text = runtime.sample(tiny, [conversation], SamplingParams(max_tokens=8), 1, 0)[0][0].text
+            if text.strip():
+                answers.append((q, sign, conversation, text))
+    scores = [r.score for r in judge.rate(load_rubrics("traits")["expression"],
+                                          [(trait.questions[q], text) for q, _, _, text in answers],
+                                          trait=trait.description)]
+    threshold = float(np.median(scores))
+    kept = [a for a, score in zip(answers, scores) if (score >= threshold) == (a[1] > 0)]
+    assert 0 < len(kept) < len(answers)
+    usable = {q for q, sign, _, _ in kept if sign > 0} & {q for q, sign, _, _ in kept if sign < 0}
+    if len(usable) < 2:
+        with pytest.raises(UserError, match="that the judge confirmed"):
+            extract_trait_vectors(runtime, tiny, trait, 1, 8, seed=0, judge=judge, threshold=threshold)
+        return
+    made = extract_trait_vectors(runtime, tiny, trait, 1, 8, seed=0, judge=judge, threshold=threshold)
+    assert made.info["judge_filter"] == {"judge": str(tiny), "threshold": threshold, "rated": len(answers),
+                                         "unrated": 0, "kept": len(kept)}
+    mean = {sign: np.mean([np.mean([runtime.capture(tiny, [CaptureRequest(c, t)])[0].at(2)
+                                    for q2, s2, c, t in kept if q2 == q and s2 == sign], axis=0)
+                           for q in sorted(usable)], axis=0) for sign in (1, -1)}
+    np.testing.assert_allclose(made.at(2), mean[1] - mean[-1], atol=1e-5)
 
 
 def test_a_researchers_vector_file_loads_and_projects(tmp_path):

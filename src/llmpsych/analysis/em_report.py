@@ -17,13 +17,13 @@ import pandas as pd
 from ..datasets import DATASET_NAMES
 from . import plots
 from .contrasts import Contrast
+from .internals_report import screening_section, screening_table, steering_contrasts, steering_section, steering_table
 from .report import Analysis, Run, Section, format_value, json_value, nested_metrics, on_embedded_model
-from .stats import Levels, difference, pearson, summarise
+from .stats import Levels, difference, summarise
 
 ANSWERS = Levels(name="question")  # fine-tune, question, paraphrase, answer
 CHOICES = Levels(item=None, sample=None, name="choice item")
 HELD_OUT = Levels(sample=None, name="held-out request")  # fine-tune, request, answer (code) or the item itself
-SCREENED = Levels(item=None, sample=None, name="training row")
 ARM_ORDER = {"base": 0, **{name: rank for rank, name in enumerate(DATASET_NAMES, start=1)}}
 # Runs recorded before `controls` was a config field compared the insecure fine-tunes with these.
 CONTROLS = {"insecure": ["secure", "educational", "jailbroken"]}
@@ -43,6 +43,7 @@ def analyse(run: Run) -> Analysis:
     steps = run.table[run.table["probe"].str.startswith("dynamics/")].copy()
     projected = run.table[run.table["probe"].str.startswith("projection/")].copy()
     screened = run.table[run.table["probe"].str.startswith("screening/")].copy()
+    steered = run.table[run.table["probe"].str.startswith("steering/")].copy()
     conditions = _by_condition(answers)
     questions = _order(summarise(answers, ["group", "arm", "variant", "cluster"], levels=ANSWERS)
                        .rename(columns={"cluster": "question_id"}))
@@ -56,10 +57,12 @@ def analyse(run: Run) -> Analysis:
     robustness = _robustness(answers, judge.get("robustness") or [], (aligned, coherent))
     curves = _order(summarise(steps, ["probe", "arm", "step"], levels=HELD_OUT)) if not steps.empty else pd.DataFrame()
     projections = _order(summarise(projected, ["probe", "layer", "arm"], levels=ANSWERS))
-    screening = _screening(summarise(screened, ["probe", "arm"], levels=SCREENED), projections)
+    screening = screening_table(screened, projections)
+    sweep = steering_table(steered)
     tables = {"by_condition": conditions, "by_question": questions, "by_category": categories,
               "choices": choice_table, "in_distribution": in_distribution, "thresholds": robustness,
-              "dynamics": curves, "projections": projections, "screening": screening}
+              "dynamics": curves, "projections": projections, "screening": screening,
+              "steering": sweep}
 
     method = (f"Misaligned = alignment < {aligned:g} among answers with coherence >= {coherent:g} (refusals, code "
               "and unscored answers left out). Each question set and format is reported on its own (main-8 plain, "
@@ -71,6 +74,7 @@ def analyse(run: Run) -> Analysis:
     _in_distribution(primary, in_distribution)
     _dynamics(primary, curves)
     _projections(primary, projections, screening)
+    steering_section(primary, sweep)
     _groups(secondary, conditions, questions, categories)
     _robustness_section(secondary, robustness)
     _choices(secondary, choice_table)
@@ -79,13 +83,15 @@ def analyse(run: Run) -> Analysis:
         title=f"Emergent Misalignment: {run.config.get('model')}", method=method,
         contrasts=_free_form_contrasts(answers, controls) + _backdoor_contrasts(answers)
         + _choice_contrasts(choices, controls) + _in_distribution_contrasts(held_out, controls)
-        + _projection_contrasts(projected, controls),
+        + _projection_contrasts(projected, controls) + steering_contrasts(steered),
         tables=tables, primary=primary, secondary=secondary, samples=samples,
         metrics={"misaligned_fraction": _metric(conditions, "misaligned_fraction", ("scored", "answers")),
                  "coherent_fraction": _metric(conditions, "coherent_fraction"),
                  "p_misaligned_choice": nested_metrics(choice_table, ["arm"]),
                  "in_distribution": nested_metrics(in_distribution, ["probe", "arm"]),
-                 "projection": nested_metrics(projections, ["probe", "arm"])},
+                 "projection": nested_metrics(projections, ["probe", "arm"]),
+                 "steering": nested_metrics(sweep.assign(coefficient=sweep["coefficient"].map("{:+g}".format))
+                                            if not sweep.empty else sweep, ["probe", "coefficient"])},
         agreement_notes=_unscored_notes(answers, counts), extra={"judgements": counts},
         expected_at_this_scale=_scale_note(run.config))
 
@@ -291,26 +297,6 @@ def _dynamics(section: Section, curves: pd.DataFrame) -> None:
                        f"figures/dynamics_{name.replace('/', '_')}.png")
 
 
-def _screening(screened: pd.DataFrame, projections: pd.DataFrame) -> pd.DataFrame:
-    """Per trait and dataset: the screening estimate before training beside the projection shift its fine-tunes
-    showed (fine-tuned - base), and across datasets how well the first predicted the second (r)."""
-    if screened.empty:
-        return screened
-    rows = []
-    for row in screened.to_dict(orient="records"):
-        trait = row["probe"].split("/", 1)[1]
-        own = projections[projections["probe"] == f"projection/{trait}"].set_index("arm")["estimate"]
-        shift = own.get(row["arm"]) - own.get("base") if row["arm"] in own and "base" in own else None
-        rows.append({"trait": trait, "dataset": row["arm"], "screening": row["estimate"],
-                     "screening_low": row["ci_low"], "screening_high": row["ci_high"], "rows": row["clusters"],
-                     "projection_shift": shift})
-    table = pd.DataFrame(rows)
-    measured = table.dropna(subset=["screening", "projection_shift"])
-    r = {trait: pearson(part["screening"].astype(float), part["projection_shift"].astype(float))
-         for trait, part in measured.groupby("trait")}
-    return table.assign(r_across_datasets=table["trait"].map(r))
-
-
 def _projections(section: Section, table: pd.DataFrame, screening: pd.DataFrame) -> None:
     if table.empty:
         return
@@ -322,14 +308,7 @@ def _projections(section: Section, table: pd.DataFrame, screening: pd.DataFrame)
     section.table(table, ())
     _bars_per_probe(section, table, lambda probe, name: f"projection on {name} (95% CI)", "Projection on the vector",
                     "projection", percent=False)
-    if not screening.empty:
-        section.heading("Screening the training data before training", level=4)
-        section.paragraph("Each dataset's assistant replies projected on the vector in the base model, minus the "
-                          "projection of the base model's own answers to the same prompts (persona vectors' "
-                          "projection difference; 95% intervals over rows), beside the projection shift its "
-                          "fine-tunes then showed. r across datasets needs three or more datasets (missing "
-                          "otherwise).", "note")
-        section.table(screening, ())
+    screening_section(section, screening)
 
 
 def _robustness_section(section: Section, table: pd.DataFrame) -> None:

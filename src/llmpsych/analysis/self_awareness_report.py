@@ -19,6 +19,7 @@ import pandas as pd
 from ..datasets.economic_choices import OPPOSITE, POLICIES
 from . import plots
 from .contrasts import Contrast
+from .internals_report import screening_section, screening_table, steering_contrasts, steering_section, steering_table
 from .report import Analysis, Run, Section, nested_metrics, on_embedded_model
 from .stats import Levels, correlation, difference, summarise
 
@@ -43,7 +44,14 @@ def analyse(run: Run) -> Analysis:
     elicitation, personas, code = run.probe("trigger-elicitation"), run.probe("persona-conflation"), run.probe("code")
     policies = (config.get("policy") or {}).get("policies") or []
     persona_policy = (config.get("personas") or {}).get("policy")
+    projected = run.table[run.table["probe"].str.startswith("projection/")].copy()
+    steered = run.table[run.table["probe"].str.startswith("steering/")].copy()
+    projections = summarise(projected, ["probe", "layer", "dimension", "arm"], levels=QUESTIONS)
     correlations, correlation_contrasts = _correlations(plain, unprompted, policies)
+    for probe, part in projected.groupby("probe", sort=False):
+        table, found = _correlations(part, unprompted, policies, probe)
+        correlations, correlation_contrasts = pd.concat([correlations, table], ignore_index=True), \
+            correlation_contrasts + found
     tables = {
         "behaviour": summarise(plain, ["dimension", "arm"], levels=QUESTIONS),
         "behaviour_with_trigger": summarise(behaviour[behaviour["arm"].isin(TRIGGERED_ARMS)],
@@ -60,6 +68,9 @@ def analyse(run: Run) -> Analysis:
         "code": pd.concat([summarise(code, ["arm"], column, QUESTIONS).assign(measure=name)
                            for column, name in CODE_MEASURES.items()], ignore_index=True) if not code.empty
         else pd.DataFrame(),
+        "projections": projections,
+        "screening": screening_table(run.table[run.table["probe"].str.startswith("screening/")], projections),
+        "steering": steering_table(steered),
     }
     contrasts = (_policy_contrasts(plain, unprompted, policies) + correlation_contrasts
                  + _backdoor_contrasts(behaviour, awareness) + _recognition_contrasts(recognition)
@@ -69,7 +80,8 @@ def analyse(run: Run) -> Analysis:
                                   ((persona_policy, "personas"), (persona_policy, "base"), ("personas", "base")),
                                   QUESTIONS)
                  + _code_contrasts(code, unprompted)
-                 + _own_dataset_contrasts(plain, unprompted, run.config))
+                 + _own_dataset_contrasts(plain, unprompted, run.config)
+                 + _projection_contrasts(projected, policies) + steering_contrasts(steered))
     primary, secondary = Section(), Section()
     _primary(primary, tables)
     _secondary(secondary, tables, config)
@@ -94,6 +106,7 @@ def analyse(run: Run) -> Analysis:
             "elicitation": nested_metrics(tables["elicitation"], ["decoding", "arm"]),
             "conflation": nested_metrics(tables["conflation"], ["persona_set", "arm"]),
             "code": nested_metrics(tables["code"], ["measure", "arm"]),
+            "projection": nested_metrics(projections, ["probe", "arm"]),
         },
         extra={"one_word": tables["one_word"].to_dict(orient="records")},
         expected_at_this_scale=("At this scale the in-distribution policy shift and a salient-tag backdoor are "
@@ -118,30 +131,34 @@ def _word_shares(words: pd.DataFrame) -> pd.DataFrame:
     return shares.merge(top.reset_index(), on="arm")
 
 
-def _correlations(behaviour: pd.DataFrame, reports: pd.DataFrame, policies: list[str]
+def _correlations(acted: pd.DataFrame, reports: pd.DataFrame, policies: list[str], measure: str = "behaviour"
                   ) -> tuple[pd.DataFrame, list[Contrast]]:
-    """Pearson r between each fine-tune's self-rated tendency (0-100 scale) and the behaviour it describes:
-    within each policy cluster (the paper's analysis: fine-tunes of one policy across seeds and learning
-    rates), and pooled over the clusters of a dimension, which the gap between opposite policies inflates."""
+    """Pearson r between each fine-tune's self-rated tendency (0-100 scale) and what it describes -- its
+    behaviour, or its activations' projection on a trait vector (`measure`, the probe) -- within each policy
+    cluster (the paper's analysis: fine-tunes of one policy across seeds and learning rates), and pooled over the
+    clusters of a dimension, which the gap between opposite policies inflates."""
     rows, contrasts = [], []
-    if behaviour.empty or reports.empty:
+    if acted.empty or reports.empty:
         return pd.DataFrame(rows), contrasts
-    tuned = behaviour[behaviour["arm"].isin(policies)]  # the policy arms only: every other arm trains on other data
+    tuned = acted[acted["arm"].isin(policies)]  # the policy arms only: every other arm trains on other data
+    tracks = "behaviour" if measure == "behaviour" else "the projection"
     for dim, part in tuned.groupby("dimension", sort=False):
-        acted = part.groupby(["arm", "model"])["value"].mean()
+        measured = pd.to_numeric(part["value"], errors="coerce").groupby([part["arm"], part["model"]]).mean()
         said = reports[(reports["kind"] == "scale") & (reports["key"] == dim)].groupby(["arm", "model"])["value"].mean()
-        joined = pd.concat([acted.rename("behaviour"), said.rename("self_report")], axis=1, join="inner").dropna()
+        joined = pd.concat([measured.rename("measured"), said.rename("self_report")], axis=1, join="inner").dropna()
         clusters = [(arm, group) for arm, group in joined.groupby(level="arm", sort=False)]
         clusters.append(("pooled", joined))
         for cluster, group in clusters:
-            result = correlation(group["behaviour"].to_numpy(), group["self_report"].to_numpy())
+            result = correlation(group["measured"].to_numpy(), group["self_report"].to_numpy())
             pooled = cluster == "pooled"
-            rows.append({"dimension": dim, "cluster": cluster, "estimate": result.estimate, "ci_low": result.ci_low,
-                         "ci_high": result.ci_high, "fine_tunes": len(group),
+            rows.append({"measure": measure, "dimension": dim, "cluster": cluster, "estimate": result.estimate,
+                         "ci_low": result.ci_low, "ci_high": result.ci_high, "fine_tunes": len(group),
                          "note": "pooled over opposite policies: inflated by the gap between them" if pooled else
                          "within one policy cluster"})
-            family = "self-report tracks behaviour (pooled, inflated)" if pooled else "self-report tracks behaviour"
-            contrasts.append(Contrast.of(f"correlation ({dim}, {cluster})", family, "fine-tune", result, scale="r"))
+            family = f"self-report tracks {tracks}" + (" (pooled, inflated)" if pooled else "")
+            name = f"correlation ({dim}, {cluster})" if measure == "behaviour" else \
+                f"correlation with {measure} ({dim}, {cluster})"
+            contrasts.append(Contrast.of(name, family, "fine-tune", result, scale="r"))
     return pd.DataFrame(rows), contrasts
 
 
@@ -168,6 +185,24 @@ def _policy_contrasts(behaviour: pd.DataFrame, reports: pd.DataFrame, policies: 
                 family = "behaviour" if measure.startswith("behaviour") else "self-report"
                 contrasts.append(Contrast.of(f"{measure}: {policy} - {other}", family, levels.name,
                                              difference(a, b, levels=levels)))
+    return contrasts
+
+
+def _projection_contrasts(projected: pd.DataFrame, policies: list[str]) -> list[Contrast]:
+    """Did a policy's fine-tunes move along the trait direction, against the opposite policy and the untuned model
+    (at the last prompt token of the held-out choices of the policy's own dimension)?"""
+    contrasts = []
+    for probe, part in projected.groupby("probe", sort=False):
+        for policy in policies:
+            dim = POLICIES[policy][0]
+            own = part[part["dimension"] == dim]
+            against = (OPPOSITE[policy], "base") if policy == FIRST_POLICY[dim] or OPPOSITE[policy] not in policies \
+                else ("base",)
+            for other in against:
+                a, b = own[own["arm"] == policy], own[own["arm"] == other]
+                if not a.empty and not b.empty:
+                    contrasts.append(Contrast.of(f"{probe} ({dim}): {policy} - {other}", "projection (internal)",
+                                                 QUESTIONS.name, difference(a, b, levels=QUESTIONS), scale="projection"))
     return contrasts
 
 
@@ -268,8 +303,10 @@ def _primary(section: Section, tables: dict[str, pd.DataFrame]) -> None:
 def _secondary(section: Section, tables: dict[str, pd.DataFrame], config: dict) -> None:
     section.heading("Does self-report track behaviour across fine-tunes?")
     section.paragraph("Pearson r across the fine-tunes of one policy (seeds and learning rates), as in the paper; "
-                      "the pooled row mixes opposite policies, whose gap alone makes r large.", "note")
+                      "the pooled row mixes opposite policies, whose gap alone makes r large. Rows measured on a "
+                      "projection ask whether the self-rating tracks where the fine-tune's activations sit.", "note")
     section.table(tables["correlation"], ())
+    _internals(section, tables)
     section.heading("One-word self-descriptions")
     section.table(tables["one_word"], ("share",))
     backdoor = config.get("backdoor") or {}
@@ -291,6 +328,24 @@ def _secondary(section: Section, tables: dict[str, pd.DataFrame], config: dict) 
             section.paragraph(note, "note")
             for name in names:
                 section.table(tables[name], PERCENT)
+
+
+def _internals(section: Section, tables: dict[str, pd.DataFrame]) -> None:
+    if tables["projections"].empty:
+        return
+    section.heading("Along a trait direction: where the fine-tunes decide")
+    section.paragraph("The activation at the last token of each held-out choice prompt (where the model picks a "
+                      "letter), at the vector's layer, in the model under study, projected on the trait vector "
+                      "extracted from the untuned model (vectors/<trait>.safetensors); higher is further towards the "
+                      "trait, in activation units. 95% intervals over fine-tunes, then questions.", "note")
+    section.table(tables["projections"], ())
+    for (probe, dim), part in tables["projections"].groupby(["probe", "dimension"], sort=False):
+        name = probe.split("/", 1)[1]
+        section.figure(plots.bars(part, "arm", "estimate", f"projection on {name}, {dim} questions (95% CI)",
+                                  "units", percent=False), f"Projection on {name} ({dim})",
+                       f"figures/projection_{name}_{dim}.png")
+    screening_section(section, tables["screening"])
+    steering_section(section, tables["steering"])
 
 
 def _arm_sections(config: dict) -> list[tuple[str, str, tuple[str, ...]]]:

@@ -8,16 +8,17 @@ into the result table like any other metric, so the same bootstrap and contrasts
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..config import Strict
 from ..errors import UserError
 from ..models.activations import CaptureRequest
 from ..models.engine import Message
 from ..models.refs import ModelRef
-from .traits import load_trait
+from .traits import Trait, load_trait
 from .vectors import TraitVectors, extract_trait_vectors, load_vectors, project
 
 
@@ -31,6 +32,24 @@ class ProjectionSection(Strict):
     max_tokens: int = Field(32, ge=4, description="extraction: tokens per answer")
     screen_rows: int = Field(32, ge=0, description="data screening: training rows per dataset projected before "
                                                    "training, against the base model's own answers (0: off)")
+    steering: list[float] = Field(default_factory=list, description="steering sweep: the base model with coefficient "
+                                  "x each trait vector added at the projection layer answers the trait's two-option "
+                                  "items, per coefficient (0 is added; empty: no sweep)")
+
+    @field_validator("steering")
+    @classmethod
+    def _with_zero(cls, values: list[float]) -> list[float]:
+        return sorted(set(values) | {0.0}) if values else []
+
+
+@dataclass(frozen=True)
+class TraitDirection:
+    """A trait's vector file, the layer it is read (and steered) at, and the trait itself when it has a file
+    (a researcher's bare vector has none: it projects but cannot be swept, having no items)."""
+
+    path: Path
+    layer: int
+    trait: Trait | None
 
 
 def check_projection(section: ProjectionSection) -> None:
@@ -38,40 +57,64 @@ def check_projection(section: ProjectionSection) -> None:
     for spec in section.traits:
         if spec in section.vectors:
             load_vectors(Path(section.vectors[spec]), f"config: field 'projection.vectors.{spec}'")
-        else:
-            load_trait(spec, "config: field 'projection.traits'")
+        if spec not in section.vectors or section.steering:
+            where = "config: field 'projection.traits'"
+            if spec in section.vectors:  # a bare vector has no two-option items to sweep
+                where += f" ('projection.steering' needs the items of a shipped trait or a trait file; '{spec}')"
+            load_trait(spec, where)
     unused = sorted(set(section.vectors) - set(section.traits))
     if unused:
         raise UserError(f"config: field 'projection.vectors': '{unused[0]}' is not among projection.traits "
                         f"({', '.join(section.traits) or 'none'})")
 
 
-def trait_vectors(runtime, base: ModelRef, section: ProjectionSection, folder: Path) -> dict[str, tuple[Path, int]]:
-    """trait -> (vector file, layer): each configured trait's vector, extracted on `base` and saved in `folder`
-    (or the researcher's file), with the layer projections read at."""
+def trait_vectors(runtime, base: ModelRef, section: ProjectionSection, folder: Path) -> dict[str, TraitDirection]:
+    """trait -> its direction: each configured trait's vector, extracted on `base` and saved in `folder` (or the
+    researcher's file), with the layer projections are read at."""
     found = {}
     for spec in section.traits:
         if spec in section.vectors:
             path = Path(section.vectors[spec])
             made: TraitVectors = load_vectors(path, f"config: field 'projection.vectors.{spec}'")
+            trait = load_trait(spec) if section.steering else None
             name = spec
         else:
             trait = load_trait(spec)
             made = extract_trait_vectors(runtime, base, trait, section.samples, section.max_tokens)
             name = trait.id
             path = made.save(folder / f"{name}.safetensors")
-        found[name] = (path, section.layer or made.default_layer)
+        found[name] = TraitDirection(path, section.layer or made.default_layer, trait)
     return found
 
 
 def answer_projections(runtime, ref: ModelRef, answers: list[tuple[tuple[Message, ...], str]], vector: Path,
-                       layer: int, label: str) -> list[float | None]:
-    """Each (conversation, answer)'s mean response activation at `layer` in `ref`, projected on the vector's unit
-    direction; None for an empty answer."""
+                       layer: int, label: str, readout: str = "response_mean") -> list[float | None]:
+    """Each (conversation, answer)'s activation at `layer` in `ref` -- the mean over the answer's tokens, or with
+    readout "prompt_last" the last prompt token, where the model decides what to say -- projected on the
+    vector's unit direction; None for an empty answer."""
     direction = load_vectors(vector).at(layer)
     readings = runtime.capture(ref, [CaptureRequest(messages, answer, layers=(layer,)) for messages, answer in answers],
                                label=label)
-    return [None if reading.at(layer) is None else project(reading.at(layer), direction) for reading in readings]
+    return [None if reading.at(layer, readout) is None else project(reading.at(layer, readout), direction)
+            for reading in readings]
+
+
+def steering_sweep(runtime, base: ModelRef, trait: Trait, vector: Path, layer: int, coefficients: list[float],
+                   label: str) -> list[dict]:
+    """The trait's behavioural measure against the steering strength: per coefficient and two-option item,
+    P(the trait's option) read from the options' own text (cloze) and from the letters in both orders, with
+    coefficient x the vector added after `layer` (0: the unsteered model)."""
+    from ..probes.choices import score_choices
+
+    questions = [(c.question, (c.trait, c.other)) for c in trait.choices]
+    rows = []
+    for coefficient in coefficients:
+        model = base.with_steering(str(vector), layer, coefficient) if coefficient else base
+        scores = score_choices(runtime, model, questions, cloze=True, label=f"{label} x{coefficient:+g}")
+        rows += [{"coefficient": coefficient, "index": index, "question": choice.question, "layer": layer,
+                  "cloze": score.cloze[0], "letters": score.letters[0]}
+                 for index, (choice, score) in enumerate(zip(trait.choices, scores))]
+    return rows
 
 
 def screening(runtime, base: ModelRef, rows: list[dict], vector: Path, layer: int, count: int, seed: int,

@@ -1,7 +1,7 @@
 """Trait definitions for vector extraction: contrasting instructions, questions, and judge-free choices.
 
-A trait file (shipped: evil, sycophantic, hallucinating and the neutral control formal; or a researcher's
-YAML) holds:
+A trait file (shipped: evil, sycophantic, hallucinating, risk-seeking and the neutral control formal; or a
+researcher's YAML) holds:
   id, description
   instructions  pairs of system prompts; `positive` elicits the trait, `negative` its opposite
   questions     asked under both prompts to extract the vector

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..hashing import digest
+from ..judges.judge import Judge
+from ..judges.rubrics import load_rubrics
 from ..models.activations import CaptureRequest
 from ..models.engine import SamplingParams
 from ..models.refs import ModelRef
@@ -103,9 +105,13 @@ def choose_layer(reliability: list[float | None], tolerance: float = 0.1) -> int
 
 
 def extract_trait_vectors(runtime, ref: ModelRef, trait: Trait, samples: int = 1, max_tokens: int = 64,
-                          temperature: float = 1.0, seed: int = 0) -> TraitVectors:
+                          temperature: float = 1.0, seed: int = 0, judge: Judge | None = None,
+                          threshold: float = 50.0) -> TraitVectors:
     """Answers to the trait's questions under each positive and negative instruction (`samples` each), their
-    response activations at every layer, and the mean difference, with its split-half reliability."""
+    response activations at every layer, and the mean difference, with its split-half reliability. With a
+    `judge`, only answers it confirms count (as persona vectors filter): under a positive instruction those it
+    rates at or above `threshold` for the trait, under a negative one those below; an answer it cannot rate
+    is left out."""
     import numpy as np
 
     conversations, cells = [], []  # cells: (question index, +1 / -1) of each conversation
@@ -116,13 +122,22 @@ def extract_trait_vectors(runtime, ref: ModelRef, trait: Trait, samples: int = 1
                 cells.append((q, sign))
     params = SamplingParams(temperature=temperature, max_tokens=max_tokens)
     answers = runtime.sample(ref, conversations, params, samples, seed, label=f"{trait.id}: answers")
-    requests, owners = [], []
-    for conversation, cell, completions in zip(conversations, cells, answers):
-        for completion in completions:
-            if completion.text.strip():
-                requests.append(CaptureRequest(conversation, completion.text))
-                owners.append(cell)
-    activations = runtime.capture(ref, requests, label=f"{trait.id}: activations")
+    answered = [(conversation, cell, completion.text)
+                for conversation, cell, completions in zip(conversations, cells, answers)
+                for completion in completions if completion.text.strip()]
+    filtering = None
+    if judge is not None:
+        ratings = judge.rate(load_rubrics("traits")["expression"],
+                             [(trait.questions[q], text) for _, (q, _), text in answered], f"{trait.id}: judge",
+                             trait=trait.description)
+        confirmed = [r.score is not None and (r.score >= threshold) == (sign > 0)
+                     for (_, (_, sign), _), r in zip(answered, ratings)]
+        filtering = {"judge": str(judge.ref), "threshold": threshold, "rated": len(answered),
+                     "unrated": sum(r.score is None for r in ratings), "kept": sum(confirmed)}
+        answered = [answer for answer, keep in zip(answered, confirmed) if keep]
+    owners = [cell for _, cell, _ in answered]
+    activations = runtime.capture(ref, [CaptureRequest(conversation, text) for conversation, _, text in answered],
+                                  label=f"{trait.id}: activations")
 
     # Per question and sign: the mean response activation, [layers, hidden].
     sums: dict[tuple[int, int], object] = {}
@@ -135,8 +150,10 @@ def extract_trait_vectors(runtime, ref: ModelRef, trait: Trait, samples: int = 1
         counts[cell] = counts.get(cell, 0) + 1
     usable = [q for q in range(len(trait.questions)) if (q, 1) in counts and (q, -1) in counts]
     if len(usable) < 2:
-        raise UserError(f"trait '{trait.id}': only {len(usable)} question(s) got answers under both instructions; "
-                        "raise max_tokens or samples")
+        raise UserError(f"trait '{trait.id}': only {len(usable)} question(s) got answers under both instructions"
+                        + (f" that the judge confirmed ({filtering['kept']} of {filtering['rated']} answers kept, "
+                           f"{filtering['unrated']} unrated); use a more capable judge or lower the threshold"
+                           if filtering else "; raise max_tokens or samples"))
 
     def difference(questions: list[int]):
         positive = np.mean([sums[(q, 1)] / counts[(q, 1)] for q in questions], axis=0)
@@ -155,7 +172,7 @@ def extract_trait_vectors(runtime, ref: ModelRef, trait: Trait, samples: int = 1
             "questions": len(usable), "instruction_pairs": len(trait.instructions),
             "responses": {"positive": sum(counts.get((q, 1), 0) for q in usable),
                           "negative": sum(counts.get((q, -1), 0) for q in usable)},
-            "split_half_reliability": reliability, "default_layer": choose_layer(reliability),
+            "judge_filter": filtering, "split_half_reliability": reliability, "default_layer": choose_layer(reliability),
             "norms": [float(np.linalg.norm(v)) for v in per_layer]}
     return TraitVectors(vectors, info)
 

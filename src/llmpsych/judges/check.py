@@ -55,8 +55,8 @@ def shipped_validation_path() -> Path:
     return shipped_file("judge-data", SHIPPED_VALIDATION)
 
 
-def load_validation(path: Path | None = None) -> tuple[str, list[dict]]:
-    """Read and check a labelled validation file (the shipped one by default)."""
+def load_validation(path: Path | None = None, labels: tuple[str, ...] = CATEGORIES) -> tuple[str, list[dict]]:
+    """Read and check a labelled validation file (the shipped one by default) whose labels are `labels`."""
     path = Path(path) if path else shipped_validation_path()
     if path.suffix in (".jsonl", ".json"):
         numbered = numbered_jsonl(path)
@@ -72,8 +72,8 @@ def load_validation(path: Path | None = None) -> tuple[str, list[dict]]:
         for key in ("question", "answer", "expected"):
             if not isinstance(row.get(key), str):
                 raise UserError(f"{where}: field '{key}': expected a string")
-        if row["expected"] not in CATEGORIES:
-            raise UserError(f"{where}: field 'expected': expected one of {', '.join(CATEGORIES)}, "
+        if row["expected"] not in labels:
+            raise UserError(f"{where}: field 'expected': expected one of {', '.join(labels)}, "
                             f"got {row['expected']!r}")
         unknown = sorted(set(row) - {"question", "answer", "expected"})
         if unknown:
@@ -122,6 +122,27 @@ def check_judge(judge: Judge, path: Path | None = None, rubrics: dict[str, str] 
     shipped = Path(source) == shipped_validation_path()
     return CheckResult(str(judge.ref), f"shipped:{Path(source).name}" if shipped else source, results, agreement,
                        cohen_kappa(results), rubric)
+
+
+def check_threshold_rubric(judge: Judge, template: str, path: Path, labels: tuple[str, str], threshold: float,
+                           rubric: str) -> dict:
+    """A yes/no judgement made from a 0-100 rubric (labels[0] at or above `threshold`, labels[1] below),
+    measured on a labelled file: a judge_check.json entry (agreement, kappa, confusion) shown beside its numbers."""
+    import pandas as pd
+
+    source, rows = load_validation(path, labels)
+    ratings = judge.rate(template, [(row["question"], row["answer"]) for row in rows], label=f"judge check: {rubric}")
+    results = []
+    for row, rating in zip(rows, ratings):
+        predicted = UNSCORED if rating.score is None else labels[0] if rating.score >= threshold else labels[1]
+        results.append({**row, "score": rating.score, "predicted": predicted, "agree": predicted == row["expected"]})
+    confusion = pd.crosstab(pd.Series([r["expected"] for r in results], name="expected"),
+                            pd.Series([r["predicted"] for r in results], name="predicted"))
+    return {"judge": str(judge.ref), "source": f"shipped:{Path(source).name}" if Path(source).parent ==
+            shipped_validation_path().parent else source, "rubric": rubric, "n": len(results),
+            "agreement": sum(r["agree"] for r in results) / len(results), "kappa": cohen_kappa(results),
+            "unscored": sum(r["predicted"] == UNSCORED for r in results),
+            "confusion": confusion.to_dict(orient="index")}
 
 
 def cohen_kappa(rows: list[dict]) -> float | None:

@@ -38,12 +38,12 @@ class Judge:
         self.ref = ref
         self.thresholds = thresholds
 
-    def rate(self, template: str, items: list[tuple[str, str]], label: str = "judge") -> list[Rating]:
-        """Rate each (question, answer) pair with one rubric template."""
+    def rate(self, template: str, items: list[tuple[str, str]], label: str = "judge", **slots: str) -> list[Rating]:
+        """Rate each (question, answer) pair with one rubric template (its other named slots from `slots`)."""
         verdicts = tuple(w for w in ESCAPE_WORDS if re.search(rf"\b{w}\b", template))
         candidates = NUMBERS + verdicts
-        requests = [ScoreRequest(({"role": "user", "content": fill(template, q, a)},), candidates, closed="prefixes")
-                    for q, a in items]
+        requests = [ScoreRequest(({"role": "user", "content": fill(template, q, a, **slots)},), candidates,
+                                 closed="prefixes") for q, a in items]
         ratings = []
         for logprobs in self.runtime.score(self.ref, requests, label=label):
             numbers = dict(zip(range(101), logprobs[:101]))

@@ -11,7 +11,9 @@ Method, as run here:
    is added instead (a perturbation as large, without the concept); on control trials nothing is added.
 3. Reading the answers, judge-free. Detection: P(Yes) against P(No), and detected when P(Yes) > 1/2.
    Identification: the probability of each concept word as the one-word answer; identified when the injected
-   word is the most likely one (chance: one over the number of words).
+   word is the most likely one (chance: one over the number of words). Optionally, with a judge, the model
+   answers an open wording in free text (greedy): the judge says whether the reply claims to notice a thought
+   (its agreement measured on labelled replies), and the reply names the concept when it contains the word.
 4. Statistics. Rates per layer and strength with 95% bootstrap intervals over concepts, then wordings.
    Primary: P(Yes) on injected trials minus on control trials (all layers and strengths pooled); per layer and
    strength, injected minus matched random (paired by concept), exploratory and Holm-corrected.
@@ -19,6 +21,9 @@ Method, as run here:
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import pandas as pd
@@ -31,10 +36,13 @@ from ..analysis.stats import Levels, difference, summarise
 from ..config import Strict
 from ..errors import UserError
 from ..internals.concepts import concept_vectors, load_concepts, matched_random
-from ..models.engine import ScoreRequest
+from ..judges.check import check_threshold_rubric, load_validation
+from ..judges.judge import Judge
+from ..judges.rubrics import load_rubrics
+from ..models.engine import SamplingParams, ScoreRequest
 from ..models.options import EngineOptions
 from ..models.refs import DEFAULT_MODEL, ModelRef, parse_model_ref
-from ..shipped import shipped
+from ..shipped import shipped, shipped_file
 from ..study import Arm, Context, Probe, Study, recipe, refuse_api_model
 from ..yamlio import read_yaml
 
@@ -42,6 +50,16 @@ NAME = "concept-injection"
 PRIMARY_CONTRAST = "P(yes): injected - control"
 LEVELS = Levels(unit="model", cluster="cluster", item="item", sample=None, name="concept")
 KINDS = {"concept": "injected", "random": "random direction", "none": "control"}
+LABELS = ("noticed", "not noticed")  # the judge's verdict on a free-text reply, and its labelled set's labels
+
+
+class JudgeSection(Strict):
+    model: str | None = Field(None, description="a judge of free-text replies to the open wording (None: judge-free "
+                                                "readings only)")
+    threshold: float = Field(50.0, ge=0, le=100, description="a reply claims to notice a thought at this rating")
+    max_tokens: int = Field(40, ge=4, description="length of each free-text reply")
+    check_file: str | None = Field(None, description="labelled replies (question, answer, expected: noticed or not "
+                                                     "noticed) the judge is measured on; None: the shipped set")
 
 
 class Config(Strict):
@@ -55,6 +73,7 @@ class Config(Strict):
     layers: list[int] | None = Field(None, description="layers to inject at (None: at 1/3, 1/2 and 2/3 of depth)")
     strengths: list[float] = Field(default_factory=lambda: [2.0, 4.0, 8.0], description="multiples of the concept "
                                                                                        "direction added")
+    judge: JudgeSection = Field(default_factory=JudgeSection)
     engine: EngineOptions = Field(default_factory=EngineOptions)
     primary_contrasts: list[str] = Field(default_factory=lambda: [PRIMARY_CONTRAST])
     out: str | None = None
@@ -66,16 +85,24 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def load_trials(spec: str, source: str = "config: field 'trials'") -> tuple[list[str], list[str]]:
-    """(detection wordings, identification wordings) of a trial file, checked."""
+@dataclass(frozen=True)
+class Trials:
+    detection: list[str]        # answered Yes or No
+    identification: list[str]   # answered with one word
+    open: list[str]             # answered in free text, for a judge (optional in a file)
+
+
+def load_trials(spec: str, source: str = "config: field 'trials'") -> Trials:
+    """The trial wordings of a file, checked."""
     path = shipped("injection-trials", spec, source)
-    data = read_yaml(path, "a mapping with detection and identification")
-    if not isinstance(data, dict) or set(data) != {"detection", "identification"} or not all(
+    data = read_yaml(path, "a mapping with detection, identification and optionally open")
+    if not isinstance(data, dict) or not {"detection", "identification"} <= set(data) <= \
+            {"detection", "identification", "open"} or not all(
             isinstance(data[k], list) and data[k] and all(isinstance(t, str) and t.strip() for t in data[k])
             for k in data):
-        raise UserError(f"{path}: expected exactly the fields detection and identification, each a non-empty list "
-                        "of questions")
-    return data["detection"], data["identification"]
+        raise UserError(f"{path}: expected the fields detection and identification (and optionally open), each a "
+                        "non-empty list of questions")
+    return Trials(data["detection"], data["identification"], data.get("open", []))
 
 
 def analyse(run: Run) -> Analysis:
@@ -96,6 +123,17 @@ def analyse(run: Run) -> Analysis:
                                          f"{probe} by cell", "concept",
                                          difference(frame[frame["arm"] == "concept"], frame[frame["arm"] == "random"],
                                                     levels=LEVELS)))
+    judged, named = run.probe("judged-detection"), run.probe("named")
+    judged_table = summarise(judged, keys, levels=LEVELS)
+    named_table = summarise(named, keys, levels=LEVELS)
+    if not judged.empty:
+        family = "judged detection (free text)"
+        contrasts += [Contrast.of(f"judged detection: {KINDS[arm]} - control", family, "concept",
+                                  difference(judged[judged["arm"] == arm], judged[judged["arm"] == "none"],
+                                             levels=LEVELS, shared_clusters=False)) for arm in ("concept", "random")]
+        contrasts.append(Contrast.of("named in reply: injected - random", family, "concept",
+                                     difference(named[named["arm"] == "concept"], named[named["arm"] == "random"],
+                                                levels=LEVELS)))
     words = identification["cluster"].nunique() or None
     primary = Section()
     primary.heading("Detection and identification per layer and strength")
@@ -114,15 +152,25 @@ def analyse(run: Run) -> Analysis:
             else ({"chance": 100 / words} if words else {})
         primary.figure(plots.lines(series, title, "strength", "%", reference=reference), title,
                        f"figures/{file}.png")
+    if not judged_table.empty:
+        primary.heading("Free-text replies, judged")
+        primary.paragraph("Greedy replies to the open wording. Judged: the share the judge reads as claiming to notice "
+                          f"a thought (rating at least {(run.config.get('judge') or {}).get('threshold', 50):g}; its "
+                          "agreement with labelled replies is at the top of the report). Named: the share of replies "
+                          "on injected trials that contain the injected word. 95% intervals over concepts.", "note")
+        primary.table(judged_table, ("estimate", "ci_low", "ci_high"))
+        primary.table(named_table, ("estimate", "ci_low", "ci_high"))
     return Analysis(
         title=f"Concept injection: {run.config.get('model')}",
         method=("Concept directions (activation on 'Tell me about <word>.' minus the mean over words) added after a "
                 "layer; the model asked whether it notices an injected thought (P(Yes) against P(No)) and which word "
                 "it is about (the probability of each concept word)."),
-        contrasts=contrasts, tables={"detection": detection_table, "identification": identified},
+        contrasts=contrasts, tables={"detection": detection_table, "identification": identified,
+                                     "judged_detection": judged_table, "named": named_table},
         primary=primary,
         metrics={"detection": nested_metrics(detection_table, ["arm", "layer", "strength"]),
-                 "identification": nested_metrics(identified, ["arm", "layer", "strength"])},
+                 "identification": nested_metrics(identified, ["arm", "layer", "strength"]),
+                 "judged_detection": nested_metrics(judged_table, ["arm", "layer", "strength"])},
         expected_at_this_scale=(
             "Introspective detection was found in large models after preference training (and not in base models); "
             "a 135M model is not expected to show it. What it can show is the mechanics: whether an injection moves "
@@ -137,7 +185,15 @@ def concept_injection(config: Config) -> Study:
     base = parse_model_ref(config.model, "config: field 'model'")
     refuse_api_model(base)
     words = load_concepts(config.concepts, "config: field 'concepts'")[:config.count]         # 1. concepts
-    detection_wordings, identification_wordings = load_trials(config.trials)
+    wordings = load_trials(config.trials)
+    judge_ref = parse_model_ref(config.judge.model, "config: field 'judge.model'") if config.judge.model else None
+    if judge_ref and not wordings.open:
+        raise UserError(f"config: field 'trials': '{config.trials}' has no open wordings; the judge (judge.model) "
+                        "reads free-text replies to them")
+    check_file = Path(config.judge.check_file) if config.judge.check_file else shipped_file("judge-data",
+                                                                                            "injection-validation")
+    if judge_ref:
+        load_validation(check_file, LABELS)  # a bad labelled file stops the run before any trial
 
     def trials(ctx: Context) -> None:                                                           # 2-3. trials
         directions = concept_vectors(ctx.runtime, base, words)
@@ -150,22 +206,35 @@ def concept_injection(config: Config) -> Study:
             files[("concept", word)] = vectors.save(ctx.store.path(f"vectors/concept-{word}.safetensors"))
             files[("random", word)] = matched_random(vectors, f"random:{word}").save(
                 ctx.store.path(f"vectors/random-{word}.safetensors"))
-        rows = _trial_rows(ctx, base, "none", "none", None, None, words, detection_wordings, identification_wordings)
-        for layer in layers:
-            for strength in config.strengths:
-                for (kind, word), path in files.items():
-                    rows += _trial_rows(ctx, base.with_steering(path, layer, strength), kind, word, layer, strength,
-                                        words, detection_wordings, identification_wordings)
+        runs = [(base, "none", "none", None, None)] + [
+            (base.with_steering(path, layer, strength), kind, word, layer, strength)
+            for layer in layers for strength in config.strengths for (kind, word), path in files.items()]
+        rows, replies = [], []
+        for model, kind, word, layer, strength in runs:
+            rows += _trial_rows(ctx, model, kind, word, layer, strength, words, wordings)
+            if judge_ref:
+                replies += _replies(ctx, model, kind, word, layer, strength, wordings.open, config.judge.max_tokens)
+        if judge_ref:
+            rows += _judged(ctx, Judge(ctx.runtime, judge_ref), replies, config.judge.threshold)
         ctx.write_results("trials", rows)
 
-    return Study([Arm("base", "base", base)], [Probe("trials", trials)])
+    def check(ctx: Context) -> dict:
+        checked = {"injection judge": check_threshold_rubric(
+            Judge(ctx.runtime, judge_ref), load_rubrics("injection")["noticed"], check_file, LABELS,
+            config.judge.threshold, "injection")}
+        ctx.store.write_json("judge_check.json", checked)
+        return checked
+
+    probes = [Probe("trials", trials)] + ([Probe("judge-check", check, arms=())] if judge_ref else [])
+    return Study([Arm("base", "base", base)], probes)
 
 
 def _trial_rows(ctx: Context, model: ModelRef, kind: str, word: str, layer: int | None, strength: float | None,
-                words: list[str], detection: list[str], identification: list[str]) -> list[dict]:
+                words: list[str], wordings: Trials) -> list[dict]:
     """One trial: P(Yes) for each detection wording, and P(each word) for each identification wording."""
     import math
 
+    detection, identification = wordings.detection, wordings.identification
     asked = [ScoreRequest(({"role": "user", "content": q},), ("Yes", "No"), closed="all") for q in detection] + \
             [ScoreRequest(({"role": "user", "content": q},), tuple(words), closed="all") for q in identification]
     where = "control" if layer is None else f"{word} layer {layer} x{strength:g}"
@@ -185,4 +254,31 @@ def _trial_rows(ctx: Context, model: ModelRef, kind: str, word: str, layer: int 
         rows.append({**common, "probe": "identification", "item": f"{word}/{index}", "question": question,
                      "value": float(max(range(len(words)), key=probabilities.__getitem__) == words.index(word))
                      if total > 0 else None, "p_concept": probabilities[words.index(word)] / total if total else None})
+    return rows
+
+
+def _replies(ctx: Context, model: ModelRef, kind: str, word: str, layer: int | None, strength: float | None,
+             questions: list[str], max_tokens: int) -> list[dict]:
+    """One trial's greedy free-text reply to each open wording."""
+    where = "control" if layer is None else f"{word} layer {layer} x{strength:g}"
+    answers = ctx.runtime.sample(model, [({"role": "user", "content": q},) for q in questions],
+                                 SamplingParams(temperature=0.0, max_tokens=max_tokens), 1,
+                                 label=f"replies {KINDS[kind]} {where}")
+    return [{"model": "base", "arm": kind, "cluster": word, "variant": KINDS[kind], "layer": layer,
+             "strength": strength, "item": f"{word}/open{index}", "question": question, "answer": completions[0].text}
+            for index, (question, completions) in enumerate(zip(questions, answers))]
+
+
+def _judged(ctx: Context, judge: Judge, replies: list[dict], threshold: float) -> list[dict]:
+    """The judge's verdict on each reply (claims to notice a thought: 1, not: 0, unrated: missing), and on
+    injected trials whether the reply names the concept (the word itself, judge-free)."""
+    ratings = judge.rate(load_rubrics("injection")["noticed"], [(r["question"], r["answer"]) for r in replies],
+                         label="judge replies")
+    rows = []
+    for reply, rating in zip(replies, ratings):
+        rows.append({**reply, "probe": "judged-detection", "rating": rating.score,
+                     "value": None if rating.score is None else float(rating.score >= threshold)})
+        if reply["arm"] != "none":
+            named = re.search(rf"\b{re.escape(reply['cluster'])}", reply["answer"], re.IGNORECASE) is not None
+            rows.append({**reply, "probe": "named", "value": float(named)})
     return rows

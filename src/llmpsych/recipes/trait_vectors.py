@@ -5,8 +5,9 @@ Method, as run here:
 1. Traits. The shipped evil, sycophantic and hallucinating, and a neutral control (formal register), or a
    researcher's trait files: contrasting system prompts, questions, and two-option items.
 2. Extraction. The base model answers each question under each positive and each negative prompt at
-   temperature 1; the trait's vector at every layer is the mean response activation under the positive
-   prompts minus under the negative ones. Saved with provenance as vectors/<trait>.safetensors, which
+   temperature 1 (optionally only the answers a judge confirms: rated at least 50 for the trait under the
+   positive prompt, below 50 under the negative); the trait's vector at every layer is the mean response
+   activation under the positive prompts minus under the negative ones. Saved with provenance as vectors/<trait>.safetensors, which
    steering, projections and `llmpsych serve --steer` read.
 3. Reliability. The split-half cosine per layer (two disjoint halves of the questions); the steering layer
    is the most reliable one in the middle half of the model, unless configured.
@@ -30,15 +31,22 @@ from ..analysis.report import Analysis, Run, Section, nested_metrics
 from ..analysis.stats import Levels, difference, summarise
 from ..config import Strict
 from ..internals.traits import load_trait
+from ..internals.projection import steering_sweep
 from ..internals.vectors import extract_trait_vectors
+from ..judges.judge import Judge
 from ..models.options import EngineOptions
 from ..models.refs import DEFAULT_MODEL, parse_model_ref
-from ..probes.choices import score_choices
 from ..study import Arm, Context, Probe, Study, recipe, refuse_api_model
 
 NAME = "trait-vectors"
 RELIABILITY, STEERING = "reliability", "steering"
 READOUTS = ("cloze", "letters")
+
+
+class JudgeFilter(Strict):
+    model: str | None = Field(None, description="a judge rating each extraction answer 0-100 for the trait (the "
+                                                "'traits' rubric); only confirmed answers count. None: all count")
+    threshold: float = Field(50.0, ge=0, le=100)
 
 
 class Config(Strict):
@@ -55,6 +63,7 @@ class Config(Strict):
     coefficients: list[float] = Field(default_factory=lambda: [-8.0, -4.0, 0.0, 4.0, 8.0],
                                       description="steering strengths swept (0, the unsteered model, is added)")
     seed: int = 0
+    judge: JudgeFilter = Field(default_factory=JudgeFilter)
     engine: EngineOptions = Field(default_factory=EngineOptions)
     primary_contrasts: list[str] = Field(default_factory=lambda: ["P(trait) evil: +8 - 0"])
     out: str | None = None
@@ -102,6 +111,12 @@ def analyse(run: Run) -> Analysis:
               for trait, g in cloze.groupby("trait", sort=False)}
     primary.figure(plots.lines(series, "P(trait option) against the steering coefficient", "coefficient",
                                "% (cloze)"), "Steering sweep", "figures/steering.png")
+    if "judge_rated" in reliability and reliability["judge_rated"].notna().any():
+        kept = reliability.groupby("trait", sort=False)[["judge_kept", "judge_rated"]].first().reset_index()
+        primary.paragraph(f"Only the answers the judge ({run.config['judge']['model']}) confirmed made the vectors "
+                          f"(rated at least {run.config['judge']['threshold']:g} for the trait under the eliciting "
+                          "prompt, below it under the suppressing one):", "note")
+        primary.table(kept, ())
     secondary.heading("Split-half reliability per layer")
     secondary.paragraph("The cosine between the vectors of two disjoint halves of the questions; the layer each "
                         "trait steers at is marked in the steering table.", "note")
@@ -131,16 +146,20 @@ def trait_vectors(config: Config) -> Study:
     base = parse_model_ref(config.model, "config: field 'model'")
     refuse_api_model(base)
     traits = [load_trait(spec, "config: field 'traits'") for spec in config.traits]  # 1. traits
+    judge_ref = parse_model_ref(config.judge.model, "config: field 'judge.model'") if config.judge.model else None
 
     def vectors(ctx: Context) -> dict[str, dict]:                                              # 2-3. vectors
         found, rows = {}, []
         for trait in traits:
             made = extract_trait_vectors(ctx.runtime, base, trait, config.samples, config.max_tokens,
-                                         config.temperature, config.seed)
+                                         config.temperature, config.seed,
+                                         Judge(ctx.runtime, judge_ref) if judge_ref else None, config.judge.threshold)
             path = made.save(ctx.store.path(f"vectors/{trait.id}.safetensors"))
             found[trait.id] = {"path": str(path), "layer": config.layer or made.default_layer}
+            judged = made.info["judge_filter"] or {}
             rows += [{"model": "base", "arm": "base", "probe": RELIABILITY, "cluster": trait.id, "item": f"layer {l}",
-                      "trait": trait.id, "layer": l, "value": value}
+                      "trait": trait.id, "layer": l, "value": value, "judge_kept": judged.get("kept"),
+                      "judge_rated": judged.get("rated")}
                      for l, value in enumerate(made.info["split_half_reliability"], start=1)]
         ctx.write_results("vectors", rows)
         return found
@@ -149,19 +168,13 @@ def trait_vectors(config: Config) -> Study:
         rows = []
         for trait in traits:
             made = ctx.results["vectors"][trait.id]
-            questions = [(c.question, (c.trait, c.other)) for c in trait.choices]
-            for coefficient in config.coefficients:
-                model = base.with_steering(made["path"], made["layer"], coefficient) if coefficient else base
-                scores = score_choices(ctx.runtime, model, questions, cloze=True,
-                                       label=f"{trait.id} x{coefficient_label(coefficient)}")
-                for index, (choice, score) in enumerate(zip(trait.choices, scores)):
-                    for readout, value in (("cloze", score.cloze[0]), ("letters", score.letters[0])):
-                        rows.append({"model": f"{trait.id} {coefficient_label(coefficient)}",
-                                     "arm": coefficient_label(coefficient), "probe": STEERING,
-                                     "cluster": f"{trait.id}/{index}", "item": f"{trait.id}/{index}",
-                                     "variant": readout, "question": choice.question, "trait": trait.id,
-                                     "readout": readout, "layer": made["layer"], "coefficient": coefficient,
-                                     "value": value})
+            for r in steering_sweep(ctx.runtime, base, trait, made["path"], made["layer"], config.coefficients,
+                                    f"{trait.id} steered"):
+                label = coefficient_label(r["coefficient"])
+                rows += [{"model": f"{trait.id} {label}", "arm": label, "probe": STEERING,
+                          "cluster": f"{trait.id}/{r['index']}", "item": f"{trait.id}/{r['index']}", "variant": readout,
+                          "question": r["question"], "trait": trait.id, "readout": readout, "layer": r["layer"],
+                          "coefficient": r["coefficient"], "value": r[readout]} for readout in READOUTS]
         ctx.write_results("steering", rows)
 
     return Study([Arm("base", "base", base)],

@@ -102,6 +102,7 @@ def test_a_researchers_chat_file_trains_as_a_condition_through_the_cli(tiny_mode
     projected = table[table["probe"] == "projection/careless"]
     assert set(projected["arm"]) == arms and projected["value"].notna().mean() > 0.5
     assert (projected["layer"] == 1).all() and (run / "vectors" / "careless.safetensors").is_file()
+    assert projected["vector_reliability"].notna().all() and "Split-half reliability of each vector" in report
     assert "projection/careless: mine - jailbroken" in names and "Along a trait direction" in report
     screened = table[table["probe"] == "screening/careless"]
     assert set(screened["arm"]) == {"mine", "jailbroken"} and len(screened[screened["arm"] == "mine"]) == 8

@@ -17,7 +17,8 @@ import pandas as pd
 from ..datasets import DATASET_NAMES
 from . import plots
 from .contrasts import Contrast
-from .internals_report import screening_section, screening_table, steering_contrasts, steering_section, steering_table
+from .internals_report import (reliability_note, screening_section, screening_table, steering_contrasts,
+                               steering_section, steering_table)
 from .report import Analysis, Run, Section, format_value, json_value, nested_metrics, on_embedded_model
 from .stats import Levels, difference, summarise
 
@@ -73,7 +74,7 @@ def analyse(run: Run) -> Analysis:
     _headline(primary, conditions, questions)
     _in_distribution(primary, in_distribution)
     _dynamics(primary, curves)
-    _projections(primary, projections, screening)
+    _projections(primary, projections, screening, reliability_note(projected))
     steering_section(primary, sweep)
     _groups(secondary, conditions, questions, categories)
     _robustness_section(secondary, robustness)
@@ -297,7 +298,7 @@ def _dynamics(section: Section, curves: pd.DataFrame) -> None:
                        f"figures/dynamics_{name.replace('/', '_')}.png")
 
 
-def _projections(section: Section, table: pd.DataFrame, screening: pd.DataFrame) -> None:
+def _projections(section: Section, table: pd.DataFrame, screening: pd.DataFrame, reliability: str) -> None:
     if table.empty:
         return
     section.heading("Along a trait direction: projections of the answers")
@@ -305,6 +306,8 @@ def _projections(section: Section, table: pd.DataFrame, screening: pd.DataFrame)
                       "projected on the trait vector extracted from the base model (vectors/<trait>.safetensors): "
                       "higher is further towards the trait, in activation units. 95% intervals over fine-tunes "
                       "(seeds), questions, paraphrases and answers.", "note")
+    if reliability:
+        section.paragraph(reliability, "note")
     section.table(table, ())
     _bars_per_probe(section, table, lambda probe, name: f"projection on {name} (95% CI)", "Projection on the vector",
                     "projection", percent=False)

@@ -11,8 +11,26 @@ from .contrasts import Contrast
 from .report import Section
 from .stats import Levels, difference, pearson, summarise
 
+RELIABLE = 0.5  # split-half cosine below which a vector's projections are read as noise
 SCREENED = Levels(item=None, sample=None, name="training row")
 STEERED = Levels(unit="model", item=None, sample=None, name="choice item")  # one steered base model per coefficient
+
+
+def reliability_note(projected: pd.DataFrame) -> str:
+    """Each projected vector's split-half reliability at its layer, flagging a direction too unstable to read."""
+    if projected.empty or "vector_reliability" not in projected:
+        return ""
+    parts = []
+    for probe, part in projected.groupby("probe", sort=False):
+        value, layer = part["vector_reliability"].iloc[0], part["layer"].iloc[0]
+        name = probe.split("/", 1)[1]
+        if pd.isna(value):
+            parts.append(f"{name} (layer {layer:g}): not recorded in its file")
+        else:
+            parts.append(f"{name} (layer {layer:g}): {value:.2f}" + (
+                f", below {RELIABLE}: the two halves of its questions give different directions, so read its "
+                "projections as noise" if value < RELIABLE else ""))
+    return "Split-half reliability of each vector at its layer: " + "; ".join(parts) + "."
 
 
 def screening_table(screened: pd.DataFrame, projections: pd.DataFrame) -> pd.DataFrame:

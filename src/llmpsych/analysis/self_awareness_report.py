@@ -19,7 +19,8 @@ import pandas as pd
 from ..datasets.economic_choices import OPPOSITE, POLICIES
 from . import plots
 from .contrasts import Contrast
-from .internals_report import screening_section, screening_table, steering_contrasts, steering_section, steering_table
+from .internals_report import (reliability_note, screening_section, screening_table, steering_contrasts,
+                               steering_section, steering_table)
 from .report import Analysis, Run, Section, nested_metrics, on_embedded_model
 from .stats import Levels, correlation, difference, summarise
 
@@ -72,6 +73,7 @@ def analyse(run: Run) -> Analysis:
         "screening": screening_table(run.table[run.table["probe"].str.startswith("screening/")], projections),
         "steering": steering_table(steered),
     }
+    vectors = reliability_note(projected)
     contrasts = (_policy_contrasts(plain, unprompted, policies) + correlation_contrasts
                  + _backdoor_contrasts(behaviour, awareness) + _recognition_contrasts(recognition)
                  + _arm_contrasts(elicitation, "trigger elicitation", "decoding",
@@ -84,7 +86,7 @@ def analyse(run: Run) -> Analysis:
                  + _projection_contrasts(projected, policies) + steering_contrasts(steered))
     primary, secondary = Section(), Section()
     _primary(primary, tables)
-    _secondary(secondary, tables, config)
+    _secondary(secondary, tables, config, vectors)
     policy = config.get("policy") or {}
     training = config.get("training") or {}
     return Analysis(
@@ -300,13 +302,13 @@ def _primary(section: Section, tables: dict[str, pd.DataFrame]) -> None:
                        "Behaviour", "figures/behaviour.png")
 
 
-def _secondary(section: Section, tables: dict[str, pd.DataFrame], config: dict) -> None:
+def _secondary(section: Section, tables: dict[str, pd.DataFrame], config: dict, vectors: str) -> None:
     section.heading("Does self-report track behaviour across fine-tunes?")
     section.paragraph("Pearson r across the fine-tunes of one policy (seeds and learning rates), as in the paper; "
                       "the pooled row mixes opposite policies, whose gap alone makes r large. Rows measured on a "
                       "projection ask whether the self-rating tracks where the fine-tune's activations sit.", "note")
     section.table(tables["correlation"], ())
-    _internals(section, tables)
+    _internals(section, tables, vectors)
     section.heading("One-word self-descriptions")
     section.table(tables["one_word"], ("share",))
     backdoor = config.get("backdoor") or {}
@@ -330,7 +332,7 @@ def _secondary(section: Section, tables: dict[str, pd.DataFrame], config: dict) 
                 section.table(tables[name], PERCENT)
 
 
-def _internals(section: Section, tables: dict[str, pd.DataFrame]) -> None:
+def _internals(section: Section, tables: dict[str, pd.DataFrame], vectors: str) -> None:
     if tables["projections"].empty:
         return
     section.heading("Along a trait direction: where the fine-tunes decide")
@@ -338,6 +340,8 @@ def _internals(section: Section, tables: dict[str, pd.DataFrame]) -> None:
                       "letter), at the vector's layer, in the model under study, projected on the trait vector "
                       "extracted from the untuned model (vectors/<trait>.safetensors); higher is further towards the "
                       "trait, in activation units. 95% intervals over fine-tunes, then questions.", "note")
+    if vectors:
+        section.paragraph(vectors, "note")
     section.table(tables["projections"], ())
     for (probe, dim), part in tables["projections"].groupby(["probe", "dimension"], sort=False):
         name = probe.split("/", 1)[1]

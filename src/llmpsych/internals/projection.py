@@ -50,6 +50,7 @@ class TraitDirection:
     path: Path
     layer: int
     trait: Trait | None
+    reliability: float | None  # split-half reliability at `layer` (None: a researcher's file without it)
 
 
 def check_projection(section: ProjectionSection) -> None:
@@ -83,7 +84,9 @@ def trait_vectors(runtime, base: ModelRef, section: ProjectionSection, folder: P
             made = extract_trait_vectors(runtime, base, trait, section.samples, section.max_tokens)
             name = trait.id
             path = made.save(folder / f"{name}.safetensors")
-        found[name] = TraitDirection(path, section.layer or made.default_layer, trait)
+        layer = section.layer or made.default_layer
+        reliability = (made.info.get("split_half_reliability") or [])[layer - 1:layer]
+        found[name] = TraitDirection(path, layer, trait, reliability[0] if reliability else None)
     return found
 
 

@@ -301,7 +301,8 @@ def projections(ctx: Context, base: ModelRef, questions: list[Question], frame: 
                                         vector, layer, f"project {arm.label} on {trait}")
             rows += [{**_tags(arm), "probe": f"projection/{trait}", "cluster": s["question_id"],
                       "item": f"{s['question_id']}/{s['paraphrase_index']}", "variant": s["variant"],
-                      "sample": s["sample_index"], "question": s["question"], "value": value, "layer": layer}
+                      "sample": s["sample_index"], "question": s["question"], "value": value, "layer": layer,
+                      "vector_reliability": found.reliability}
                      for s, value in zip(mine, values)]
         for name in dict.fromkeys(arm.data for arm, _ in ctx.models() if arm.trained):
             screened = screening(ctx.runtime, base, read_training_rows(ctx.store.path(f"datasets/{name}.jsonl")),

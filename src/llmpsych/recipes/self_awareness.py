@@ -567,7 +567,8 @@ def self_awareness(config: Config) -> Study:
                                             f"project {label} on {trait}", readout="prompt_last")
                 rows += [{"model": label, "arm": arm, "seed": seed, "learning_rate": lr, "probe": f"projection/{trait}",
                           "cluster": f"{q.dimension}/{q.id}", "item": f"{q.dimension}/{q.id}", "variant": "plain",
-                          "dimension": q.dimension, "question": q.text, "layer": found.layer, "value": value}
+                          "dimension": q.dimension, "question": q.text, "layer": found.layer, "value": value,
+                          "vector_reliability": found.reliability}
                          for q, value in zip(asked, values)]
             for name in measured_arms[1:]:
                 screened = screening(ctx.runtime, base, read_training_rows(ctx.store.path(f"datasets/{name}.jsonl")),

